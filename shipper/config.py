@@ -1,0 +1,419 @@
+"""The one place that reads shipper's configuration.
+
+The YAML file is validated against schema.yaml (the single source of truth for
+keys, types and defaults), every problem is reported with file, line and key,
+and the result is a tree of typed, frozen dataclasses: no code outside this
+module reads the configuration by string keys or knows a default.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import dataclasses
+import difflib
+import os
+import socket
+import stat
+import typing
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import jsonschema
+import yaml
+from croniter import croniter
+
+DEFAULT_PATH = "/etc/shipper/shipper.yml"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; str() lists every problem."""
+
+    def __init__(self, problems: List[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# ---------------------------------------------------------------- the typed tree
+
+
+@dataclass(frozen=True)
+class Repository:
+    url: str
+    password_file: str
+    cacert: Optional[str]
+    rest_user: Optional[str]
+    rest_password_file: Optional[str]
+    local_path: Optional[str]
+    lock_wait: int
+
+
+@dataclass(frozen=True)
+class MariaDBServer:
+    socket: Optional[str]
+    host: Optional[str]
+    port: int
+    user: str
+    password_file: Optional[str]
+    databases: List[str]
+    exclude: List[str]
+
+
+@dataclass(frozen=True)
+class PostgreSQLServer:
+    host: str
+    port: int
+    user: str
+    password_file: Optional[str]
+    databases: List[str]
+    exclude: List[str]
+
+
+@dataclass(frozen=True)
+class Databases:
+    enabled: bool
+    parallel: int
+    mariadb: Optional[List[MariaDBServer]]
+    postgresql: Optional[List[PostgreSQLServer]]
+
+
+@dataclass(frozen=True)
+class Hooks:
+    dirs: List[str]
+    timeout: int
+
+
+@dataclass(frozen=True)
+class Receiver:
+    listen: str
+    repo_dir: str
+    tls_cert: str
+    tls_key: str
+    htpasswd: str
+
+
+@dataclass(frozen=True)
+class Retention:
+    keep_within: str
+    hourly: int
+    daily: int
+    weekly: int
+
+
+@dataclass(frozen=True)
+class Notify:
+    max_age: Optional[int]
+    email_to: List[str]
+    email_from: Optional[str]
+    smtp_host: Optional[str]
+    sendmail: str
+    webhook_start: Optional[str]
+    webhook_success: Optional[str]
+    webhook_failure: Optional[str]
+    metrics_file: Optional[str]
+
+
+@dataclass(frozen=True)
+class Config:
+    role: str
+    enabled: bool
+    schedule: str
+    host: Optional[str]
+    state_dir: str
+    repository: Repository
+    paths: List[str]
+    exclude: List[str]
+    machine_specific: List[str]
+    databases: Databases
+    hooks: Hooks
+    receiver: Receiver
+    retention: Retention
+    notify: Notify
+    source: str = "<defaults>"
+
+    @property
+    def hostname(self) -> str:
+        return self.host or socket.gethostname()
+
+    @property
+    def state(self) -> Path:
+        return Path(self.state_dir)
+
+
+# ---------------------------------------------------------------- the schema
+
+
+@lru_cache(maxsize=1)
+def schema() -> Dict[str, Any]:
+    text = resources.files("shipper").joinpath("schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+_CRON_FIELD_SPAN = (60, 24, 31, 12, 8)  # minute, hour, day, month, weekday
+
+
+def _check_cron(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    fields = value.split()
+    if len(fields) != 5 or not croniter.is_valid(value):
+        return False
+    # croniter accepts steps wider than their field ("*/61"), which never
+    # mean what the operator wanted.
+    for field, span in zip(fields, _CRON_FIELD_SPAN):
+        for item in field.split(","):
+            _, _, step = item.partition("/")
+            if step and (not step.isdigit() or not 0 < int(step) <= span):
+                return False
+    return True
+
+
+_FORMATS = jsonschema.FormatChecker()
+_FORMATS.checks("cron")(_check_cron)
+
+
+def _resolve(node: Dict[str, Any]) -> Dict[str, Any]:
+    ref = node.get("$ref")
+    if ref:
+        name = ref.rsplit("/", 1)[-1]
+        return schema()["$defs"][name]
+    return node
+
+
+def apply_defaults(data: Any, node: Dict[str, Any]) -> Any:
+    """Fill every default the schema names into a validated document."""
+    node = _resolve(node)
+    if isinstance(data, dict):
+        for key, prop in node.get("properties", {}).items():
+            prop = _resolve(prop)
+            if key not in data and "default" in prop:
+                data[key] = copy.deepcopy(prop["default"])
+            if key in data:
+                data[key] = apply_defaults(data[key], prop)
+    elif isinstance(data, list) and "items" in node:
+        return [apply_defaults(item, node["items"]) for item in data]
+    return data
+
+
+# ---------------------------------------------------------------- YAML with lines
+
+
+def _compose(text: str, source: str) -> Tuple[Any, Optional[yaml.Node]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{source}{line}: not valid YAML: {problem}"]) from None
+    return data, node
+
+
+def _node_at(root: Optional[yaml.Node], path: typing.Sequence[Any]) -> Optional[yaml.Node]:
+    node = root
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            return node
+        if node is None:
+            return None
+    return node
+
+
+def _key_node(root: Optional[yaml.Node], path: typing.Sequence[Any], key: str):
+    parent = _node_at(root, path)
+    if isinstance(parent, yaml.MappingNode):
+        return next((k for k, _ in parent.value if k.value == key), parent)
+    return parent
+
+
+def _line(node: Optional[yaml.Node]) -> str:
+    return f":{node.start_mark.line + 1}" if node is not None else ""
+
+
+def _dotted(path: typing.Sequence[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _known_keys(error: jsonschema.ValidationError) -> List[str]:
+    return sorted(error.schema.get("properties", {}))
+
+
+def _describe(error: jsonschema.ValidationError, root, source: str) -> List[str]:
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        known = _known_keys(error)
+        extra = sorted(set(error.instance) - set(known))
+        out = []
+        for key in extra:
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            hint_text = f"; did you mean '{hint[0]}'?" if hint else f"; known keys: {', '.join(known)}"
+            where = _line(_key_node(root, path, key))
+            out.append(f"{source}{where}: {_dotted(path + [key])}: unknown key{hint_text}")
+        return out
+    node = _node_at(root, path)
+    if error.validator == "required":
+        return [f"{source}{_line(node)}: {_dotted(path)}: {error.message}"]
+    if error.validator == "format" and error.validator_value == "cron":
+        message = (
+            f"{error.instance!r} is not a valid cron expression "
+            "(five fields: minute hour day month weekday)"
+        )
+    elif error.validator == "pattern" and error.validator_value == "^/":
+        message = f"{error.instance!r} must be an absolute path"
+    else:
+        message = error.message
+    return [f"{source}{_line(node)}: {_dotted(path)}: {message}"]
+
+
+# ---------------------------------------------------------------- building
+
+
+def _build(cls: type, data: Any) -> Any:
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in data:
+            continue
+        values[field.name] = _convert(hints[field.name], data[field.name])
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union:
+        return _convert(next(a for a in args if a is not type(None)), value)
+    if origin in (list, List):
+        return [_convert(args[0], item) for item in value]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value)
+    return value
+
+
+def _semantic_problems(data: Dict[str, Any], root, source: str) -> List[str]:
+    """Checks JSON Schema cannot express."""
+    problems = []
+    schedule = data.get("schedule")
+    if isinstance(schedule, str) and _check_cron(schedule) and not _fires(schedule):
+        node = _node_at(root, ["schedule"])
+        problems.append(f"{source}{_line(node)}: schedule: {schedule!r} never fires")
+    return problems
+
+
+def _fires(expression: str) -> bool:
+    try:
+        croniter(expression).get_next()
+    except Exception:  # croniter raises several types for impossible dates
+        return False
+    return True
+
+
+def parse(text: str, source: str = "<string>") -> Config:
+    """Validate and build a Config from YAML text; raises ConfigError."""
+    data, root = _compose(text, source)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}:1: the file must be a mapping of keys, not {type(data).__name__}"])
+    validator = jsonschema.Draft202012Validator(schema(), format_checker=_FORMATS)
+    problems: List[str] = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        problems.extend(_describe(error, root, source))
+    problems.extend(_semantic_problems(data, root, source))
+    if problems:
+        raise ConfigError(problems)
+    data = apply_defaults(data, schema())
+    return dataclasses.replace(_build(Config, data), source=source)
+
+
+def config_path(explicit: Optional[str] = None) -> str:
+    return explicit or os.environ.get("SHIPPER_CONFIG") or DEFAULT_PATH
+
+
+def load(path: Optional[str] = None) -> Config:
+    """Read the config file named by -c, $SHIPPER_CONFIG or the default path."""
+    path = config_path(path)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"{path}: no such config file; create it (`shipper config generate > {path}`) "
+             "or name another with -c/--config"]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read the config file: {exc}"]) from None
+    return parse(text, path)
+
+
+def secret_problems(cfg: Config) -> List[str]:
+    """Secret files that are missing or readable by others than their owner."""
+    problems = []
+    for key, path in (
+        ("repository.password_file", cfg.repository.password_file),
+        ("repository.rest_password_file", cfg.repository.rest_password_file),
+    ):
+        if path:
+            problems.extend(check_secret_file(path, f"{cfg.source}: {key}"))
+    return problems
+
+
+def check_secret_file(path: str, label: str) -> List[str]:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return [f"{label}: {path} does not exist"]
+    except OSError as exc:
+        return [f"{label}: cannot read {path}: {exc.strerror}"]
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return [f"{label}: {path} is readable by others (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"]
+    return []
+
+
+def read_secret(path: str) -> str:
+    """A secret file's first line (restic's convention)."""
+    with open(path) as handle:
+        return handle.readline().rstrip("\r\n")
+
+
+# ---------------------------------------------------------------- generation
+
+
+def generate() -> str:
+    """A commented config file made from the schema."""
+    lines = ["# shipper configuration; generated from the schema (shipper config generate).", ""]
+    _generate_object(schema(), 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _generate_object(node: Dict[str, Any], indent: int, lines: List[str]) -> None:
+    pad = "  " * indent
+    required = set(node.get("required", []))
+    for key, prop in node.get("properties", {}).items():
+        prop = _resolve(prop)
+        if prop.get("description"):
+            lines.append(f"{pad}# {prop['description']}")
+        if "enum" in prop:
+            lines.append(f"{pad}# one of: {', '.join(map(str, prop['enum']))}")
+        if prop.get("type") == "object" and "properties" in prop:
+            lines.append(f"{pad}{key}:")
+            _generate_object(prop, indent + 1, lines)
+        elif key in required or "default" not in prop:
+            example = "rest:https://slave.example:8000/master/" if key == "url" else "..."
+            lines.append(f"{pad}{key}: {example}")
+        else:
+            lines.append(f"{pad}{key}: {json.dumps(prop['default'])}")
+        if indent == 0:
+            lines.append("")

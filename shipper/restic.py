@@ -1,0 +1,645 @@
+"""The only place that runs restic.
+
+Every call goes through `Restic._run`: the password by file, the repository
+location with credentials through an inherited pipe (never a command line or
+an environment), `--json` output parsed line by line into typed results (non
+JSON lines and unknown fields ignored), and restic's exit codes turned into
+exceptions whose messages say what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from plumbum import local
+from plumbum.commands.processes import CommandNotFound
+
+MINIMUM_VERSION = (0, 17, 0)
+
+ProgressCallback = Callable[[Dict[str, Any]], None]
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ResticError(Exception):
+    """A restic call failed; the message says what failed and what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
+
+
+class ResticNotFound(ResticError):
+    pass
+
+
+class ResticTooOld(ResticError):
+    pass
+
+
+class RepositoryMissing(ResticError):
+    pass
+
+
+class RepositoryLocked(ResticError):
+    pass
+
+
+class WrongPassword(ResticError):
+    pass
+
+
+class Unreachable(ResticError):
+    pass
+
+
+class CertificateRejected(ResticError):
+    pass
+
+
+class Interrupted(ResticError):
+    pass
+
+
+class RepositoryFull(ResticError):
+    pass
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    short_id: str
+    time: dt.datetime
+    hostname: str
+    paths: Tuple[str, ...]
+    tags: Tuple[str, ...]
+    summary: Dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> Snapshot:
+        return cls(
+            id=data["id"],
+            short_id=data.get("short_id", data["id"][:8]),
+            time=parse_time(data["time"]),
+            hostname=data.get("hostname", ""),
+            paths=tuple(data.get("paths") or ()),
+            tags=tuple(data.get("tags") or ()),
+            summary=data.get("summary") or {},
+        )
+
+    def tag_value(self, prefix: str) -> Optional[str]:
+        """The value of the first tag `prefix:value`, if any."""
+        for tag in self.tags:
+            if tag.startswith(prefix + ":"):
+                return tag[len(prefix) + 1 :]
+        return None
+
+
+@dataclass
+class BackupResult:
+    snapshot_id: Optional[str]
+    summary: Dict[str, Any] = field(default_factory=dict)
+    unreadable: List[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.snapshot_id is not None and not self.unreadable
+
+
+def parse_time(text: str) -> dt.datetime:
+    """restic's RFC 3339 times carry nanoseconds, which Python 3.9 cannot parse."""
+    match = re.match(r"(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not match:
+        raise ValueError(f"unexpected restic time {text!r}")
+    base, fraction, zone = match.groups()
+    micro = (fraction or ".0")[1:7].ljust(6, "0")
+    zone = "+00:00" if zone == "Z" else zone
+    return dt.datetime.fromisoformat(f"{base}.{micro}{zone}")
+
+
+# ---------------------------------------------------------------- the repository
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where a repository is and how to open it."""
+
+    url: str
+    password_file: str
+    cacert: Optional[str] = None
+    rest_user: Optional[str] = None
+    rest_password_file: Optional[str] = None
+    lock_wait: int = 120
+
+    def location(self) -> str:
+        """The URL with the transport credential in it: a secret."""
+        if not (self.rest_user and self.url.startswith("rest:")):
+            return self.url
+        from shipper.config import read_secret
+
+        scheme, _, rest = self.url[len("rest:") :].partition("://")
+        user = urllib.parse.quote(self.rest_user, safe="")
+        password = urllib.parse.quote(read_secret(self.rest_password_file or ""), safe="")
+        return f"rest:{scheme}://{user}:{password}@{rest}"
+
+    @property
+    def display(self) -> str:
+        return self.url
+
+
+class _RunningRestic:
+    """One restic process: reads its JSON lines, keeps stderr, maps the exit."""
+
+    def __init__(self, argv: List[str], popen: subprocess.Popen, on_message: ProgressCallback):
+        self.argv = argv
+        self.process = popen
+        self.on_message = on_message
+        self.messages: List[Dict[str, Any]] = []
+        self.stderr_lines: List[str] = []
+        self.stdout_text: List[str] = []
+        self._stderr_thread = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_thread.start()
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for raw in self.process.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            message = _json_line(line)
+            if message is not None:
+                self.messages.append(message)
+                self.on_message(message)
+            elif line:
+                self.stderr_lines.append(line)
+
+    def read_stdout_messages(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            message = _json_line(line)
+            if message is not None:
+                self.messages.append(message)
+                self.on_message(message)
+            else:
+                self.stdout_text.append(line)
+
+    def wait(self) -> int:
+        code = self.process.wait()
+        self._stderr_thread.join()
+        return code
+
+
+def _json_line(line: str) -> Optional[Dict[str, Any]]:
+    if not line.startswith("{"):
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class Restic:
+    """Typed calls on one repository."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        binary: Optional[str] = None,
+        progress: Optional[ProgressCallback] = None,
+        extra_env: Optional[Dict[str, str]] = None,
+        cache_dir: Optional[str] = None,
+    ):
+        self.repository = repository
+        self.binary = binary or os.environ.get("SHIPPER_RESTIC", "restic")
+        self.progress = progress or (lambda message: None)
+        self.extra_env = dict(extra_env or {})
+        self.cache_dir = cache_dir
+        self._version: Optional[Tuple[int, int, int]] = None
+        self.processes_started = 0
+
+    # ------------------------------------------------------------ plumbing
+
+    def _command(self):
+        try:
+            return local[self.binary]
+        except CommandNotFound:
+            raise ResticNotFound(
+                f"restic not found ({self.binary}); install restic {_dotted(MINIMUM_VERSION)} or newer"
+            ) from None
+
+    def _env(self) -> Dict[str, str]:
+        # A stray RESTIC_PASSWORD or RESTIC_REPOSITORY must not override the config.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
+        env.update(self.extra_env)
+        if self.cache_dir:
+            env["RESTIC_CACHE_DIR"] = self.cache_dir
+        env["RESTIC_PROGRESS_FPS"] = "2"
+        return env
+
+    def _global_args(self, repo_fd: Optional[int]) -> List[str]:
+        args = ["--password-file", self.repository.password_file, "--json"]
+        if repo_fd is None:
+            args += ["--repo", self.repository.url]
+        else:
+            args += ["--repository-file", f"/proc/self/fd/{repo_fd}"]
+        if self.repository.cacert:
+            args += ["--cacert", self.repository.cacert]
+        return args
+
+    @contextlib.contextmanager
+    def _spawn(
+        self,
+        args: Sequence[str],
+        stdin: Any = subprocess.DEVNULL,
+        stdout: Any = subprocess.PIPE,
+        locking: bool = True,
+        env: Optional[Dict[str, str]] = None,
+    ) -> Iterator[_RunningRestic]:
+        """Start restic; the repository location goes through a pipe when it holds a secret."""
+        self._check_version()
+        location = self.repository.location()
+        read_fd = write_fd = None
+        if location != self.repository.url:
+            read_fd, write_fd = os.pipe()
+            os.write(write_fd, location.encode() + b"\n")
+            os.close(write_fd)
+        argv = self._global_args(read_fd)
+        if locking and self.repository.lock_wait:
+            argv += ["--retry-lock", f"{self.repository.lock_wait}s"]
+        argv += list(args)
+        try:
+            popen = self._command().popen(
+                argv,
+                env={**self._env(), **(env or {})},
+                stdin=stdin,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                pass_fds=(read_fd,) if read_fd is not None else (),
+                start_new_session=False,
+            )
+        finally:
+            if read_fd is not None:
+                os.close(read_fd)
+        self.processes_started += 1
+        running = _RunningRestic(argv, popen, self.progress)
+        try:
+            yield running
+        except BaseException:
+            _stop(popen)
+            raise
+
+    def _run(self, args: Sequence[str], ok_codes: Tuple[int, ...] = (0,), **kw: Any) -> _RunningRestic:
+        with self._spawn(args, **kw) as running:
+            if running.process.stdout is not None:
+                running.read_stdout_messages()
+            code = running.wait()
+        if code not in ok_codes:
+            raise self._error(code, running, args[0])
+        running.exit_code = code  # type: ignore[attr-defined]
+        return running
+
+    def _json_output(self, args: Sequence[str]) -> Any:
+        running = self._run(args)
+        text = "\n".join(running.stdout_text)
+        for message in running.messages:
+            if "message_type" not in message:
+                return message
+        try:
+            return json.loads(text) if text.strip() else None
+        except ValueError:
+            raise ResticError(f"restic {args[0]} printed output shipper cannot read", text[:500]) from None
+
+    # ------------------------------------------------------------ errors
+
+    def _error(self, code: int, running: _RunningRestic, command: str) -> ResticError:
+        detail = _error_text(running)
+        where = self.repository.display
+        if code == 10:
+            return RepositoryMissing(
+                f"no restic repository at {where}; create it with `shipper init`", detail
+            )
+        if code == 11:
+            return RepositoryLocked(
+                f"the repository {where} is locked by another restic process "
+                f"(waited {self.repository.lock_wait}s): {detail or 'locked'}; "
+                "if none is running, `shipper unlock` removes stale locks",
+                detail,
+            )
+        if code == 12:
+            return WrongPassword(
+                f"wrong password for the repository {where}: check the file "
+                f"{self.repository.password_file} (repository.password_file)",
+                detail,
+            )
+        if code == 130 or code == -signal.SIGINT:
+            return Interrupted(f"restic {command} was interrupted", detail)
+        if code < 0:
+            return Interrupted(f"restic {command} was killed by signal {-code}", detail)
+        lowered = detail.lower()
+        if "x509" in lowered or "certificate" in lowered:
+            return CertificateRejected(
+                f"the receiver at {where} presented a certificate shipper does not trust: "
+                f"{_last_line(detail)}; check repository.cacert, or re-run `shipper setup master` "
+                "with the slave's fingerprint",
+                detail,
+            )
+        if "no space left" in lowered or "insufficient storage" in lowered or "507" in detail:
+            return RepositoryFull(
+                f"slave disk full: the repository at {where} has no space left; "
+                "free space on the slave (or run `shipper prune` there), then run again",
+                detail,
+            )
+        if any(s in lowered for s in _UNREACHABLE_HINTS):
+            return Unreachable(
+                f"cannot reach the receiver at {where}: {_last_line(detail)}; check that the slave "
+                "is up and its receiver runs (`shipper status` on the slave)",
+                detail,
+            )
+        if "wrong password" in lowered or "no key found" in lowered:
+            return WrongPassword(
+                f"wrong password for the repository {where}: check {self.repository.password_file}",
+                detail,
+            )
+        if "unauthorized" in lowered or "401" in detail:
+            return ResticError(
+                f"the receiver at {where} refused shipper's credentials (HTTP 401): "
+                "check repository.rest_user and rest_password_file",
+                detail,
+            )
+        return ResticError(f"restic {command} failed (exit {code}): {_last_line(detail)}", detail)
+
+    # ------------------------------------------------------------ version
+
+    def version(self) -> Tuple[int, int, int]:
+        if self._version is None:
+            try:
+                out = self._command()("version")
+            except ResticError:
+                raise
+            except Exception as exc:
+                raise ResticNotFound(f"cannot run restic ({self.binary}): {exc}") from None
+            match = re.search(r"restic (\d+)\.(\d+)\.(\d+)", out)
+            if not match:
+                raise ResticNotFound(f"cannot tell restic's version from {out.strip()!r}")
+            self._version = tuple(int(x) for x in match.groups())  # type: ignore[assignment]
+        return self._version  # type: ignore[return-value]
+
+    def _check_version(self) -> None:
+        version = self.version()
+        if version < MINIMUM_VERSION:
+            raise ResticTooOld(
+                f"restic {_dotted(version)} is installed ({self.binary}); shipper needs "
+                f"{_dotted(MINIMUM_VERSION)} or newer (--stdin-from-command, exit codes)"
+            )
+
+    # ------------------------------------------------------------ calls
+
+    def exists(self) -> bool:
+        try:
+            self._run(["cat", "config"], locking=False)
+        except RepositoryMissing:
+            return False
+        return True
+
+    def init(self) -> bool:
+        """Create the repository; False when it already exists."""
+        if self.exists():
+            return False
+        self._run(["init"], locking=False)
+        return True
+
+    def snapshots(self, tags: Optional[Sequence[str]] = None) -> List[Snapshot]:
+        args = ["snapshots", "--no-lock"]
+        for tag in tags or ():
+            args += ["--tag", tag]
+        data = self._json_output(args) or []
+        return sorted((Snapshot.from_json(s) for s in data), key=lambda s: s.time)
+
+    def backup(
+        self,
+        paths: Sequence[str],
+        tags: Sequence[str],
+        host: str,
+        excludes: Sequence[str] = (),
+        time: Optional[dt.datetime] = None,
+    ) -> BackupResult:
+        args = ["backup", "--host", host, *_tag_args(tags), *_time_args(time)]
+        for pattern in excludes:
+            args += ["--exclude", pattern]
+        args += ["--", *paths]
+        return self._backup(args)
+
+    def backup_command(
+        self,
+        command: Sequence[str],
+        filename: str,
+        tags: Sequence[str],
+        host: str,
+        time: Optional[dt.datetime] = None,
+        env: Optional[Dict[str, str]] = None,
+    ) -> BackupResult:
+        """Store a command's stdout; a failing command makes no snapshot (exit 1).
+
+        The command inherits restic's environment plus `env`, which must hold
+        no secret (pass file paths, not passwords).
+        """
+        args = ["backup", "--host", host, *_tag_args(tags), *_time_args(time)]
+        args += ["--stdin-filename", filename, "--stdin-from-command", "--", *command]
+        return self._backup(args, env)
+
+    def backup_bytes(
+        self,
+        data: bytes,
+        filename: str,
+        tags: Sequence[str],
+        host: str,
+        time: Optional[dt.datetime] = None,
+    ) -> BackupResult:
+        """Store a small in-memory document (written whole before restic reads it)."""
+        args = ["backup", "--host", host, *_tag_args(tags), *_time_args(time)]
+        args += ["--stdin", "--stdin-filename", filename]
+        with self._spawn(args, stdin=subprocess.PIPE) as running:
+            assert running.process.stdin is not None
+            writer = threading.Thread(target=_write_and_close, args=(running.process.stdin, data))
+            writer.start()
+            running.read_stdout_messages()
+            writer.join()
+            code = running.wait()
+        return self._backup_result(code, running)
+
+    def _backup(self, args: List[str], env: Optional[Dict[str, str]] = None) -> BackupResult:
+        with self._spawn(args, env=env) as running:
+            running.read_stdout_messages()
+            code = running.wait()
+        return self._backup_result(code, running)
+
+    def _backup_result(self, code: int, running: _RunningRestic) -> BackupResult:
+        if code not in (0, 3):
+            raise self._error(code, running, "backup")
+        summary = next((m for m in running.messages if m.get("message_type") == "summary"), {})
+        unreadable = [
+            str(m.get("item") or m.get("error", {}).get("message", "?"))
+            for m in running.messages
+            if m.get("message_type") == "error"
+        ]
+        if code == 3 and not unreadable:
+            unreadable = [_last_line(_error_text(running)) or "some source files were unreadable"]
+        snapshot_id = summary.get("snapshot_id")
+        if not snapshot_id:
+            raise ResticError("restic backup ended without naming its snapshot", _error_text(running))
+        return BackupResult(snapshot_id, summary, unreadable)
+
+    def restore(
+        self,
+        snapshot: str,
+        target: str,
+        includes: Sequence[str] = (),
+        excludes: Sequence[str] = (),
+        delete: bool = False,
+        dry_run: bool = False,
+    ) -> Dict[str, Any]:
+        args = ["restore", snapshot, "--target", target]
+        for path in includes:
+            args += ["--include", path]
+        for path in excludes:
+            args += ["--exclude", path]
+        if delete:
+            args.append("--delete")
+        if dry_run:
+            args += ["--dry-run", "--verbose=2"]
+        running = self._run(args)
+        return next((m for m in running.messages if m.get("message_type") == "summary"), {})
+
+    @contextlib.contextmanager
+    def dump(self, snapshot: str, path: str) -> Iterator[IO[bytes]]:
+        """Stream one file of a snapshot; raises after the stream if restic failed."""
+        with self._spawn(["dump", snapshot, path], stdout=subprocess.PIPE) as running:
+            assert running.process.stdout is not None
+            yield running.process.stdout
+            running.process.stdout.close()
+            code = running.wait()
+        if code != 0:
+            raise self._error(code, running, "dump")
+
+    def read_file(self, snapshot: str, path: str) -> bytes:
+        with self.dump(snapshot, path) as stream:
+            return stream.read()
+
+    def ls(self, snapshot: str, paths: Sequence[str] = ()) -> List[Dict[str, Any]]:
+        running = self._run(["ls", "--no-lock", snapshot, *paths])
+        return [m for m in running.messages if m.get("struct_type") == "node"]
+
+    def diff(self, first: str, second: str) -> List[Dict[str, Any]]:
+        running = self._run(["diff", "--no-lock", first, second])
+        return running.messages
+
+    def forget(self, snapshot_ids: Sequence[str], prune: bool = False) -> None:
+        if snapshot_ids:
+            self._run(["forget", *(["--prune"] if prune else []), "--", *snapshot_ids])
+
+    def prune(self) -> None:
+        self._run(["prune"])
+
+    def check(self, read_data_subset: Optional[str] = None) -> Tuple[bool, str]:
+        args = ["check"] + (["--read-data-subset", read_data_subset] if read_data_subset else [])
+        with self._spawn(args) as running:
+            running.read_stdout_messages()
+            code = running.wait()
+        text = "\n".join(running.stdout_text + running.stderr_lines)
+        if code in (10, 11, 12) or code < 0:
+            raise self._error(code, running, "check")
+        return code == 0, text
+
+    def unlock_stale(self) -> None:
+        """Remove only stale locks (restic's own judgement); never --remove-all."""
+        self._run(["unlock"], locking=False)
+
+
+_UNREACHABLE_HINTS = (
+    "connection refused",
+    "no route to host",
+    "network is unreachable",
+    "no such host",
+    "i/o timeout",
+    "timeout",
+    "connection reset",
+    "eof",
+    "dial tcp",
+)
+
+
+def _stop(popen: subprocess.Popen) -> None:
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(10)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
+def _write_and_close(stream: IO[bytes], data: bytes) -> None:
+    try:
+        stream.write(data)
+    except BrokenPipeError:
+        pass
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            stream.close()
+
+
+def _error_text(running: _RunningRestic) -> str:
+    parts = []
+    for message in running.messages:
+        kind = message.get("message_type")
+        if kind == "exit_error":
+            parts.append(str(message.get("message", "")))
+        elif kind == "error":
+            err = message.get("error", {})
+            parts.append(f"{message.get('item', '')}: {err.get('message', err)}")
+    parts.extend(running.stderr_lines)
+    return "\n".join(p for p in parts if p).strip()
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.lower().startswith("fatal:"):
+            return line[len("fatal:") :].strip()
+    return lines[-1] if lines else ""
+
+
+def _tag_args(tags: Sequence[str]) -> List[str]:
+    out: List[str] = []
+    for tag in tags:
+        if "," in tag:
+            raise ValueError(f"a restic tag cannot hold a comma: {tag!r}")
+        out += ["--tag", tag]
+    return out
+
+
+def _time_args(time: Optional[dt.datetime]) -> List[str]:
+    if time is None:
+        return []
+    local_time = time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return ["--time", local_time]
+
+
+def _dotted(version: Sequence[int]) -> str:
+    return ".".join(str(x) for x in version)
