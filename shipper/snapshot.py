@@ -1,0 +1,394 @@
+"""One run of `shipper snapshot`: lock, hooks, parts, manifest.
+
+The order is fixed by the commit rule (no manifest, no set): database parts
+first (each its own `restic backup --stdin-from-command`), then one
+`restic backup` of the file paths that also carries the settings export and
+the manifest. That last snapshot is the set's commit record, so an unchanged
+files-only set costs exactly one restic process, like plain restic.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+from shipper import __version__, hooks, sets
+from shipper import restic as restic_errors
+from shipper.config import Config
+from shipper.lock import host_lock
+from shipper.restic import BackupResult, Restic, ResticError
+
+log = logging.getLogger("shipper.snapshot")
+
+# restic errors that are about the repository, not about one part: they end the run.
+_REPOSITORY_ERRORS = (
+    restic_errors.RepositoryMissing,
+    restic_errors.RepositoryLocked,
+    restic_errors.WrongPassword,
+    restic_errors.Unreachable,
+    restic_errors.CertificateRejected,
+    restic_errors.RepositoryFull,
+    restic_errors.Interrupted,
+    restic_errors.ResticNotFound,
+    restic_errors.ResticTooOld,
+)
+
+OK = "ok"
+FAILED = "failed"
+UNREADABLE = "unreadable"
+
+
+@dataclass
+class PartOutcome:
+    name: str
+    outcome: str
+    snapshot: Optional[str] = None
+    error: str = ""
+    bytes_added: int = 0
+    details: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SetResult:
+    set_id: str
+    status: str
+    started: str
+    duration: float = 0.0
+    parts: List[PartOutcome] = field(default_factory=list)
+    files_new: int = 0
+    files_changed: int = 0
+    unreadable: List[str] = field(default_factory=list)
+    restic_processes: int = 0
+    error: str = ""
+
+    @property
+    def bytes_added(self) -> int:
+        return sum(p.bytes_added for p in self.parts)
+
+    @property
+    def failures(self) -> List[PartOutcome]:
+        return [p for p in self.parts if p.outcome != OK]
+
+    def to_json(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["bytes_added"] = self.bytes_added
+        return data
+
+
+def is_repository_error(error: Exception) -> bool:
+    return isinstance(error, _REPOSITORY_ERRORS)
+
+
+# ---------------------------------------------------------------- layout on the master
+
+
+def set_dir(cfg: Config) -> Path:
+    """The folder that rides in every files part: the manifest and the settings export."""
+    return cfg.state / "set"
+
+
+def manifest_path(cfg: Config) -> Path:
+    return set_dir(cfg) / sets.MANIFEST_FILENAME
+
+
+def export_dir(cfg: Config) -> Path:
+    return set_dir(cfg) / "export"
+
+
+def backup_paths(cfg: Config) -> List[str]:
+    return [*cfg.paths, str(set_dir(cfg))]
+
+
+def backup_excludes(cfg: Config) -> List[str]:
+    """The configured excludes, plus shipper's own state other than the set folder."""
+    own = []
+    if cfg.state.is_dir():
+        own = [str(child) for child in cfg.state.iterdir() if child.name != "set"]
+    return [*cfg.exclude, *own]
+
+
+# ---------------------------------------------------------------- the run
+
+
+class SetRun:
+    def __init__(self, cfg: Config, restic: Restic, announce=None):
+        self.cfg = cfg
+        self.restic = restic
+        self.announce = announce or (lambda label: None)
+        self.started = dt.datetime.now(dt.timezone.utc)
+        self.set_id = sets.new_set_id(self.started, _read_last_set_id(cfg))
+        self.time = sets.id_time(self.set_id)
+        self.result = SetResult(self.set_id, sets.INCOMPLETE, self.started.isoformat())
+        self.versions: Dict[str, str] = {"shipper": __version__}
+        self.db_details: List[Dict[str, Any]] = []
+
+    def tags(self, part: str) -> List[str]:
+        return [f"{sets.SET_TAG}:{self.set_id}", f"{sets.PART_TAG}:{part}"]
+
+    def run(self) -> SetResult:
+        clock = time.monotonic()
+        _write_last_set_id(self.cfg, self.set_id)
+        self.versions["restic"] = ".".join(map(str, self.restic.version()))
+        try:
+            self._settings_export()
+            self._database_parts()
+            self._files_and_manifest()
+        finally:
+            self.result.duration = round(time.monotonic() - clock, 3)
+            self.result.restic_processes = self.restic.processes_started
+        return self.result
+
+    # ------------------------------------------------------------ settings
+
+    def _settings_export(self) -> None:
+        found = hooks.find(self.cfg.hooks.dirs, hooks.PRE_SNAPSHOT)
+        target = export_dir(self.cfg)
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True, mode=0o700)
+        if not found:
+            return
+        self.announce("settings export")
+        env = {
+            "SHIPPER_SET_ID": self.set_id,
+            "SHIPPER_ROLE": self.cfg.role,
+            "SHIPPER_EXPORT_DIR": str(target),
+        }
+        try:
+            ran = hooks.run_phase(hooks.PRE_SNAPSHOT, self.cfg.hooks.dirs, env, self.cfg.hooks.timeout)
+        except hooks.HookFailed as exc:
+            self.result.parts.append(PartOutcome("settings", FAILED, error=str(exc)))
+            return
+        # The export rides in the files part; its snapshot id is filled in there.
+        self.result.parts.append(PartOutcome("settings", OK, details={"hooks": ran, "path": str(target)}))
+
+    # ------------------------------------------------------------ databases
+
+    def _database_parts(self) -> None:
+        if not self.cfg.databases.enabled:
+            return
+        from shipper import databases
+
+        engines = databases.engines_from_config(self.cfg.databases)
+        if not engines:
+            return
+        with contextlib.ExitStack() as stack:
+            jobs = []
+            for engine in engines:
+                try:
+                    stack.enter_context(engine.credentials())
+                    self.versions[engine.name] = engine.version()
+                    jobs.extend(engine.dump_jobs())
+                except databases.DatabaseError as exc:
+                    self.result.parts.append(PartOutcome(f"{engine.name}:*", FAILED, error=str(exc)))
+            if not jobs:
+                return
+            self.announce(f"{len(jobs)} database dumps")
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shipper-")))
+            with concurrent.futures.ThreadPoolExecutor(self.cfg.databases.parallel) as pool:
+                outcomes = list(pool.map(lambda job: self._dump(job, workdir), jobs))
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+            self.result.parts.append(outcome)
+
+    def _dump(self, job, workdir: Path):
+        from shipper.databases.base import wrap_with_hash
+
+        result_file = workdir / f"{job.filename}.hash.json"
+        details: Dict[str, Any] = {
+            "engine": job.engine,
+            "database": job.database,
+            "filename": job.filename,
+            "server_version": job.server_version,
+        }
+        try:
+            backup = self.restic.backup_command(
+                wrap_with_hash(job, str(result_file)),
+                job.filename,
+                self.tags(job.part),
+                self.cfg.hostname,
+                time=self.time,
+                env=job.env,
+            )
+        except ResticError as exc:
+            if is_repository_error(exc):
+                return exc
+            cause = exc.detail.strip().splitlines()[-1:] or [str(exc)]
+            return PartOutcome(job.part, FAILED, error=f"dump of {job.part} failed: {cause[0]}", details=details)
+        try:
+            details.update(json.loads(result_file.read_text()))
+        except (OSError, ValueError):
+            pass
+        return PartOutcome(
+            job.part,
+            OK,
+            snapshot=backup.snapshot_id,
+            bytes_added=int(backup.summary.get("data_added", 0)),
+            details=details,
+        )
+
+    # ------------------------------------------------------------ files + manifest
+
+    def _status(self) -> str:
+        return sets.COMPLETE if not self.result.failures else sets.PARTIAL
+
+    def manifest(self, status: str, files: Optional[PartOutcome] = None) -> Dict[str, Any]:
+        parts = [*self.result.parts, *([files] if files else [])]
+        return {
+            "format": 1,
+            "set": self.set_id,
+            "status": status,
+            "host": self.cfg.hostname,
+            "machine": socket.gethostname(),
+            "started": self.started.isoformat(),
+            "written": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "versions": self.versions,
+            "paths": self.cfg.paths,
+            "exclude": self.cfg.exclude,
+            "machine_specific": self.cfg.machine_specific,
+            "set_dir": str(set_dir(self.cfg)),
+            "parts": [asdict(p) for p in parts],
+        }
+
+    def _files_and_manifest(self) -> None:
+        status = self._status()
+        files = PartOutcome(sets.FILES_PART, OK, details={"paths": self.cfg.paths})
+        _write_private(manifest_path(self.cfg), json.dumps(self.manifest(status, files), indent=1))
+        self.announce("files")
+        tags = [*self.tags(sets.FILES_PART), f"{sets.PART_TAG}:{sets.MANIFEST_PART}"]
+        try:
+            backup = self.restic.backup(
+                backup_paths(self.cfg),
+                [*tags, f"{sets.STATUS_TAG}:{status}"],
+                self.cfg.hostname,
+                excludes=backup_excludes(self.cfg),
+                time=self.time,
+            )
+        except ResticError as exc:
+            if is_repository_error(exc) or not self.result.parts:
+                raise
+            files.outcome, files.error = FAILED, str(exc)
+            self.result.parts.append(files)
+            self._amend_manifest()
+            return
+        self._record_files(files, backup)
+        if files.outcome != OK:
+            self._amend_manifest()
+        else:
+            self.result.status = status
+
+    def _record_files(self, files: PartOutcome, backup: BackupResult) -> None:
+        files.snapshot = backup.snapshot_id
+        files.bytes_added = int(backup.summary.get("data_added", 0))
+        files.details["summary"] = backup.summary
+        for part in self.result.parts:
+            if part.name == "settings" and part.outcome == OK:
+                part.snapshot = backup.snapshot_id
+        self.result.files_new = int(backup.summary.get("files_new", 0))
+        self.result.files_changed = int(backup.summary.get("files_changed", 0))
+        if backup.unreadable:
+            files.outcome = UNREADABLE
+            files.error = f"{len(backup.unreadable)} unreadable: " + "; ".join(backup.unreadable[:5])
+            self.result.unreadable = backup.unreadable
+        self.result.parts.append(files)
+
+    def _amend_manifest(self) -> None:
+        """A part failed after the manifest went out: commit a corrected one on its own."""
+        document = json.dumps(self.manifest(sets.PARTIAL), indent=1).encode()
+        self.restic.backup_bytes(
+            document,
+            sets.MANIFEST_FILENAME,
+            [*self.tags(sets.MANIFEST_PART), f"{sets.STATUS_TAG}:{sets.PARTIAL}"],
+            self.cfg.hostname,
+            time=self.time + dt.timedelta(seconds=1),
+        )
+        self.result.status = sets.PARTIAL
+
+
+def take(cfg: Config, restic: Restic, announce=None) -> SetResult:
+    """Take one set under the host lock and record the run's outcome."""
+    with host_lock(cfg.state, "snapshot"):
+        run = SetRun(cfg, restic, announce)
+        try:
+            result = run.run()
+        except Exception as exc:
+            run.result.error = str(exc)
+            record_run(cfg, run.result)
+            raise
+        if result.failures:
+            result.error = "; ".join(p.error for p in result.failures)
+        record_run(cfg, result)
+        return result
+
+
+def plan(cfg: Config) -> Dict[str, Any]:
+    """What a run would do, for --dry-run: nothing is written."""
+    out: Dict[str, Any] = {
+        "repository": cfg.repository.url,
+        "paths": backup_paths(cfg),
+        "exclude": backup_excludes(cfg),
+        "hooks": [str(h) for h in hooks.find(cfg.hooks.dirs, hooks.PRE_SNAPSHOT)],
+        "databases": [],
+    }
+    if cfg.databases.enabled:
+        from shipper import databases
+
+        for engine in databases.engines_from_config(cfg.databases):
+            try:
+                with engine.credentials():
+                    out["databases"] += [job.part for job in engine.dump_jobs()]
+            except databases.DatabaseError as exc:
+                out["databases"].append(f"{engine.name}: {exc}")
+    return out
+
+
+# ---------------------------------------------------------------- run records
+
+
+def record_run(cfg: Config, result: SetResult) -> None:
+    _write_private(cfg.state / "last-run.json", json.dumps(result.to_json(), indent=1))
+
+
+def last_run(cfg: Config) -> Optional[Dict[str, Any]]:
+    try:
+        return json.loads((cfg.state / "last-run.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_last_set_id(cfg: Config) -> Optional[str]:
+    try:
+        value = (cfg.state / "last-set-id").read_text().strip()
+    except OSError:
+        return None
+    return value if sets.is_set_id(value) else None
+
+
+def _write_last_set_id(cfg: Config, set_id: str) -> None:
+    _write_private(cfg.state / "last-set-id", set_id + "\n")
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    with _private_file(tmp) as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _private_file(path: Path) -> Iterator[Any]:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        yield handle
