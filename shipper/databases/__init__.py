@@ -1,0 +1,87 @@
+"""Database engines: one module per engine, the shared interface in base.py.
+
+`engines_from_config(cfg.databases)` gives one Engine per configured server
+(a local server on its default socket when the engine's list is null);
+`detect_local()` says what that detection finds, for `shipper config validate`.
+
+The engine modules are imported when first needed, so that
+`python -m shipper.databases.mariadb` (a dump job's command) runs cleanly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import stat
+from typing import Any, List, Optional
+
+from shipper import config
+
+from .base import DatabaseError, DumpJob, Engine, wrap_with_hash
+
+__all__ = [
+    "DatabaseError",
+    "DumpJob",
+    "Engine",
+    "MariaDB",
+    "PostgreSQL",
+    "detect_local",
+    "engines_from_config",
+    "wrap_with_hash",
+]
+
+ENGINES = {"mariadb": "MariaDB", "postgresql": "PostgreSQL"}  # module: class
+SERVER_TYPES = {"mariadb": config.MariaDBServer, "postgresql": config.PostgreSQLServer}
+
+
+def __getattr__(name: str) -> Any:
+    for module, cls in ENGINES.items():
+        if name == cls:
+            return getattr(importlib.import_module(f".{module}", __name__), cls)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def engines_from_config(databases: config.Databases) -> List[Engine]:
+    """One Engine per configured server; [] when dumps are disabled.
+
+    A second server of one engine gets its own label ("mariadb2"), so part
+    and stream names stay unique: "mariadb2:app", "mariadb2-app.sql".
+    """
+    if not databases.enabled:
+        return []
+    engines: List[Engine] = []
+    for name, cls_name in ENGINES.items():
+        servers = getattr(databases, name)
+        if servers is None:
+            servers = [s for s in [default_server(name)] if local_socket(name, s)]
+        cls = __getattr__(cls_name)
+        for index, server in enumerate(servers):
+            engines.append(cls(server, label=name if index == 0 else f"{name}{index + 1}"))
+    return engines
+
+
+def default_server(name: str) -> Any:
+    """The schema's defaults for one engine's server (its default socket, user...)."""
+    values = config.apply_defaults({}, {"$ref": f"#/$defs/{name}_server"})
+    return SERVER_TYPES[name](**values)
+
+
+def local_socket(name: str, server: Any) -> Optional[str]:
+    """The server's Unix socket when it exists (a server listens there), else None."""
+    if name == "mariadb":
+        path = server.socket
+    else:
+        path = os.path.join(server.host, f".s.PGSQL.{server.port}")
+    try:
+        return path if path and stat.S_ISSOCK(os.stat(path).st_mode) else None
+    except OSError:
+        return None
+
+
+def detect_local() -> List[str]:
+    """What autodetection finds on this machine, one line per engine."""
+    found = []
+    for name in ENGINES:
+        socket = local_socket(name, default_server(name))
+        found.append(f"{name}: local server on {socket}" if socket else f"{name}: no local server")
+    return found

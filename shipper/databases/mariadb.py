@@ -1,0 +1,499 @@
+"""MariaDB (and MySQL-compatible) servers.
+
+Dump: mariadb-dump (or mysqldump) --single-transaction: one consistent InnoDB
+snapshot that blocks no writer, with routines, events and triggers, binary
+columns as hex, utf8mb4, and no CREATE DATABASE / USE, so a dump loads under
+any name. The stream starts with the database's character set and collation
+(a comment line; see base.py).
+
+Globals: generated here (`python -m shipper.databases.mariadb globals`) from
+SHOW CREATE USER and SHOW GRANTS, because mariadb-dump --system=users either
+fails on existing accounts (plain), leaves their passwords as they were
+(--insert-ignore) or drops the account running the load (--replace: its
+guard compares CURRENT_USER() with a differently quoted name). Ours creates
+missing accounts and roles, sets every account's password and attributes
+with ALTER USER, applies its grants, and skips all of that for the account
+running the load, so the loader can never lock itself out. Grants on tables
+or routines that do not exist yet are skipped: load the globals again after
+the databases (it is idempotent) to apply them.
+
+Load: MariaDB cannot rename a database. The dump is loaded into a scratch
+database; once it loaded completely the scratch database's contents are
+moved under the real name, the old contents first moved aside: base tables
+with one atomic RENAME TABLE, views, triggers, routines and events dropped
+and recreated from their SHOW CREATE text with their own sql_mode (RENAME
+TABLE cannot move those). Each move is undone if any step of it fails, so
+the old database stays whole until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import pymysql
+import pymysql.cursors
+
+from .base import (
+    DatabaseError,
+    Engine,
+    exec_with_header,
+    find_tool,
+    read_password,
+    scratch_name,
+    write_private,
+)
+
+SYSTEM_DATABASES = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
+DUMP_TOOLS = ("mariadb-dump", "mysqldump")
+CLIENT_TOOLS = ("mariadb", "mysql")
+DUMP_OPTIONS = [
+    "--single-transaction",
+    "--routines",
+    "--events",
+    "--triggers",
+    "--hex-blob",
+    "--default-character-set=utf8mb4",
+    "--skip-dump-date",
+    "--max-allowed-packet=1G",
+]
+CLIENT_OPTIONS = ["--batch", "--default-character-set=utf8mb4", "--max-allowed-packet=1G"]
+LOCK_WAIT = 60  # seconds a swap waits for other sessions' table locks
+ER_NO_SUCH_TABLE = 1146
+
+
+def quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+class MariaDB(Engine):
+    name = "mariadb"
+    system_databases = SYSTEM_DATABASES
+    dump_trailer = b"-- Dump completed"
+    globals_trailer = b"-- Dump completed"
+
+    def describe(self) -> str:
+        where = f"{self.server.host}:{self.server.port}" if self.server.host else self.server.socket
+        return f"mariadb at {where}"
+
+    # ------------------------------------------------------------ connections
+
+    def _where(self) -> Dict[str, Any]:
+        if self.server.host:
+            return {"host": self.server.host, "port": self.server.port}
+        return {"socket": self.server.socket}
+
+    def _write_credentials(self, folder: Path) -> None:
+        lines = ["[client]", f"user={_option(self.server.user)}"]
+        lines += [f"{key}={_option(str(value))}" for key, value in self._where().items()]
+        if self.server.password_file:
+            password = read_password(self.server.password_file, self.describe())
+            lines.append(f"password={_option(password)}")
+        write_private(folder / "client.cnf", "\n".join(lines) + "\n")
+
+    @property
+    def option_file(self) -> str:
+        return str(self.secrets / "client.cnf")
+
+    def _tool(self, tools: Sequence[str]) -> List[str]:
+        tool = _find(tools, self.describe())
+        protocol = ["--protocol=TCP"] if self.server.host else ["--protocol=SOCKET"]
+        return [tool, f"--defaults-extra-file={self.option_file}", *protocol]
+
+    def _connect(self, database: Optional[str] = None) -> Any:
+        password = ""
+        if self.server.password_file:
+            password = read_password(self.server.password_file, self.describe())
+        try:
+            return _open(self.server.user, password, self._where(), database)
+        except pymysql.MySQLError as exc:
+            raise DatabaseError(
+                f"{self.describe()}: cannot connect as {self.server.user}: {_text(exc)}; "
+                "check that the server runs and the socket/host, user and password_file"
+            ) from None
+
+    def _query(
+        self, sql: str, params: Sequence[Any] = (), database: Optional[str] = None
+    ) -> List[tuple]:
+        conn = self._connect(database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, tuple(params) or None)
+                return list(cur.fetchall())
+        except pymysql.MySQLError as exc:
+            raise DatabaseError(
+                f"{self.describe()}: {_text(exc)} (running {sql.split()[0]})"
+            ) from None
+        finally:
+            conn.close()
+
+    # ------------------------------------------------------------ questions
+
+    def _version_query(self) -> str:
+        return "SELECT VERSION()"
+
+    def _clean_version(self, raw: str) -> str:
+        match = re.match(r"\d+(\.\d+)*(-MariaDB)?", raw)
+        return match.group(0) if match else raw
+
+    def major_version(self) -> str:
+        return ".".join(self.version().split("-")[0].split(".")[:2])
+
+    def _list_databases_query(self) -> str:
+        return "SHOW DATABASES"
+
+    def _size_query(self) -> str:
+        return (
+            "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) "
+            "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
+        )
+
+    # ------------------------------------------------------------ commands
+
+    def _dump_command(self, database: str) -> List[str]:
+        dump = [*self._tool(DUMP_TOOLS), *DUMP_OPTIONS, "--", database]
+        return [*_module(), "dump", self.option_file, database, "--", *dump]
+
+    def _globals_command(self) -> List[str]:
+        return [*_module(), "globals", self.option_file]
+
+    def _client_command(self, database: Optional[str]) -> List[str]:
+        target = [f"--database={database}"] if database else []
+        return [*self._tool(CLIENT_TOOLS), *CLIENT_OPTIONS, *target]
+
+    # ------------------------------------------------------------ loads
+
+    def _create_database(self, name: str, properties: Dict[str, Any]) -> None:
+        options = ""
+        if properties.get("charset") and properties.get("collation"):
+            options = f" CHARACTER SET {properties['charset']} COLLATE {properties['collation']}"
+        self._query(f"CREATE DATABASE {quote(name)}{options}")
+
+    def _drop_database(self, name: str) -> None:
+        self._query(f"DROP DATABASE IF EXISTS {quote(name)}")
+
+    def _replace(self, scratch: str, target: str) -> None:
+        aside = scratch_name("old", target)
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT}")
+                _swap(cur, scratch, target, aside)
+        except pymysql.MySQLError as exc:
+            raise DatabaseError(
+                f"{self.describe()}: moving the loaded database into {target} failed: "
+                f"{_text(exc)}; {target} was left as it was before; if other sessions hold "
+                "its tables, stop them"
+            ) from None
+        except DatabaseError as exc:
+            raise DatabaseError(f"{self.describe()}: {exc}") from None
+        finally:
+            conn.close()
+
+
+# ---------------------------------------------------------------- the swap
+
+
+@dataclass(frozen=True)
+class CodeObject:
+    kind: str  # PROCEDURE, FUNCTION, VIEW, TRIGGER, EVENT: the order they are created in
+    name: str
+    create: str
+    sql_mode: Optional[str]
+    time_zone: Optional[str]
+
+
+CODE_KINDS = {
+    "PROCEDURE": (
+        "SELECT ROUTINE_NAME FROM information_schema.ROUTINES "
+        "WHERE ROUTINE_SCHEMA = %s AND ROUTINE_TYPE = 'PROCEDURE'",
+        "Create Procedure",
+    ),
+    "FUNCTION": (
+        "SELECT ROUTINE_NAME FROM information_schema.ROUTINES "
+        "WHERE ROUTINE_SCHEMA = %s AND ROUTINE_TYPE = 'FUNCTION'",
+        "Create Function",
+    ),
+    "VIEW": (
+        "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s",
+        "Create View",
+    ),
+    "TRIGGER": (
+        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
+        "ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER",
+        "SQL Original Statement",
+    ),
+    "EVENT": (
+        "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s",
+        "Create Event",
+    ),
+}
+
+
+def _swap(cur: Any, scratch: str, target: str, aside: str) -> None:
+    """Put scratch's contents under target; target's old contents survive any failure."""
+    if _exists(cur, aside):
+        raise DatabaseError(
+            f"database {aside} holds what an interrupted load moved aside from {target}; "
+            f"check it (and {target}), then drop it: DROP DATABASE {quote(aside)}"
+        )
+    had_target = _exists(cur, target)
+    if had_target:
+        cur.execute(f"CREATE DATABASE {quote(aside)}{_charset_of(cur, target)}")
+        _move(cur, target, aside)
+    else:
+        cur.execute(f"CREATE DATABASE {quote(target)}{_charset_of(cur, scratch)}")
+    try:
+        _move(cur, scratch, target)
+    except BaseException:
+        if had_target:
+            _move(cur, aside, target)
+        else:
+            cur.execute(f"DROP DATABASE {quote(target)}")
+        raise
+    finally:
+        if had_target:
+            cur.execute(f"DROP DATABASE IF EXISTS {quote(aside)}")
+
+
+def _move(cur: Any, source: str, target: str) -> None:
+    """Move every table and code object from source to the empty target; all or nothing."""
+    code = _code_objects(cur, source)
+    tables = [r[0] for r in _rows(cur, _TABLES, source)]
+    _drop_code(cur, source, code)
+    try:
+        _rename(cur, source, target, tables)
+        try:
+            _create_code(cur, target, code)
+        except BaseException:
+            _drop_code(cur, target, _code_objects(cur, target))
+            _rename(cur, target, source, tables)
+            raise
+    except BaseException:
+        _create_code(cur, source, code)
+        raise
+
+
+_TABLES = (
+    "SELECT TABLE_NAME FROM information_schema.TABLES "
+    "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE <> 'VIEW'"
+)
+
+
+def _rename(cur: Any, source: str, target: str, tables: List[str]) -> None:
+    if tables:
+        pairs = [f"{quote(source)}.{quote(t)} TO {quote(target)}.{quote(t)}" for t in tables]
+        cur.execute("RENAME TABLE " + ", ".join(pairs))
+
+
+def _code_objects(cur: Any, database: str) -> List[CodeObject]:
+    cur.execute(f"USE {quote(database)}")  # SHOW CREATE VIEW then leaves out the database name
+    found = []
+    for kind, (listing, column) in CODE_KINDS.items():
+        for (name,) in _rows(cur, listing, database):
+            cur.execute(f"SHOW CREATE {kind} {quote(name)}")
+            row = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+            found.append(
+                CodeObject(kind, name, row[column], row.get("sql_mode"), row.get("time_zone"))
+            )
+    return found
+
+
+def _drop_code(cur: Any, database: str, code: List[CodeObject]) -> None:
+    for obj in reversed(code):
+        cur.execute(f"DROP {obj.kind} IF EXISTS {quote(database)}.{quote(obj.name)}")
+
+
+def _create_code(cur: Any, database: str, code: List[CodeObject]) -> None:
+    cur.execute(f"USE {quote(database)}")
+    pending = list(code)
+    while pending:  # a view can name a view made after it: retry while that helps
+        failed = [obj for obj in pending if not _create_one(cur, obj, tolerate_missing=True)]
+        if len(failed) == len(pending):
+            _create_one(cur, failed[0], tolerate_missing=False)  # raises the real error
+        pending = failed
+
+
+def _create_one(cur: Any, obj: CodeObject, tolerate_missing: bool) -> bool:
+    """Create one object with its own sql_mode (and time zone); False: a view's table is missing."""
+    cur.execute("SET @shipper_mode = @@SESSION.sql_mode, @shipper_tz = @@SESSION.time_zone")
+    try:
+        if obj.sql_mode is not None:
+            cur.execute("SET SESSION sql_mode = %s", (obj.sql_mode,))
+        if obj.time_zone is not None:
+            cur.execute("SET SESSION time_zone = %s", (obj.time_zone,))
+        cur.execute(obj.create)
+    except pymysql.MySQLError as exc:
+        if tolerate_missing and obj.kind == "VIEW" and exc.args[0] == ER_NO_SUCH_TABLE:
+            return False
+        raise
+    finally:
+        cur.execute("SET SESSION sql_mode = @shipper_mode, time_zone = @shipper_tz")
+    return True
+
+
+def _exists(cur: Any, database: str) -> bool:
+    return bool(
+        _rows(cur, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", database)
+    )
+
+
+def _charset_of(cur: Any, database: str) -> str:
+    charset, collation = _rows(
+        cur,
+        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+        "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+        database,
+    )[0]
+    return f" CHARACTER SET {charset} COLLATE {collation}"
+
+
+def _rows(cur: Any, sql: str, *params: Any) -> List[tuple]:
+    cur.execute(sql, params or None)
+    return list(cur.fetchall())
+
+
+# ---------------------------------------------------------------- the dump side
+
+
+def database_properties(conn: Any, database: str) -> Dict[str, Any]:
+    """What a database must be created with before its dump is loaded."""
+    with conn.cursor() as cur:
+        rows = _rows(
+            cur,
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+            "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            database,
+        )
+    if not rows:
+        raise DatabaseError(f"mariadb: database {database!r} does not exist")
+    return {"engine": "mariadb", "charset": rows[0][0], "collation": rows[0][1]}
+
+
+def globals_dump(conn: Any) -> str:
+    """Users, roles and grants as SQL that never touches the account running it."""
+    with conn.cursor() as cur:
+        accounts = _rows(
+            cur, "SELECT User, Host, is_role FROM mysql.user ORDER BY is_role DESC, User, Host"
+        )
+        lines = [
+            "-- shipper: MariaDB users, roles and grants",
+            "-- Every statement about an account is skipped when that account runs the load.",
+            "SET NAMES utf8mb4;",
+            "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO';",
+        ]
+        lines += [_create_account(user, host, role == "Y") for user, host, role in accounts]
+        lines.append("DELIMITER ;;")
+        for user, host, role in accounts:
+            lines += _account_block(cur, user, host, role == "Y")
+        lines += ["DELIMITER ;", "-- Dump completed", ""]
+    return "\n".join(lines)
+
+
+def _account(user: str, host: str, role: bool) -> str:
+    return quote(user) if role else f"{quote(user)}@{quote(host)}"
+
+
+def _create_account(user: str, host: str, role: bool) -> str:
+    kind = "ROLE" if role else "USER"
+    return f"CREATE {kind} IF NOT EXISTS {_account(user, host, role)};"
+
+
+def _account_block(cur: Any, user: str, host: str, role: bool) -> List[str]:
+    account = _account(user, host, role)
+    statements = []
+    if not role:
+        cur.execute(f"SHOW CREATE USER {account}")
+        create = cur.fetchone()[0]
+        statements.append("ALTER" + create[len("CREATE") :])
+    cur.execute(f"SHOW GRANTS FOR {account}")
+    statements += [row[0] for row in cur.fetchall()]
+    me = f"{user}@{host}".encode().hex() or "00"
+    return [
+        f"-- {account}",
+        "BEGIN NOT ATOMIC",
+        "  DECLARE CONTINUE HANDLER FOR 1146, 1305 BEGIN END;  -- table or routine not loaded yet",
+        f"  IF BINARY CURRENT_USER() <> 0x{me} THEN",
+        *[f"    {statement};" for statement in statements],
+        "  END IF;",
+        "END;;",
+    ]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _option(value: str) -> str:
+    """A value for a MySQL option file (quoted, escapes for \\ and \")."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _read_options(path: str) -> Dict[str, str]:
+    """Read back an option file `_write_credentials` wrote (not a general parser)."""
+    options = {}
+    with open(path) as handle:
+        for line in handle:
+            key, sep, value = line.rstrip("\n").partition("=")
+            if sep:
+                options[key] = re.sub(r"\\(.)", r"\1", value[1:-1])
+    return options
+
+
+def _text(exc: Exception) -> str:
+    args = getattr(exc, "args", ())
+    if len(args) >= 2:
+        return f"{args[1]} (error {args[0]})"
+    return str(exc)
+
+
+def _find(tools: Sequence[str], label: str) -> str:
+    return find_tool(tools, label, "the MariaDB client (mariadb-client)")
+
+
+def _module() -> List[str]:
+    return [sys.executable, "-m", "shipper.databases.mariadb"]
+
+
+def _open(user: str, password: str, where: Dict[str, Any], database: Optional[str] = None) -> Any:
+    """A pymysql connection; `where` is {"socket": path} or {"host": name, "port": number}."""
+    if "socket" in where:
+        address: Dict[str, Any] = {"unix_socket": where["socket"]}
+    else:
+        address = {"host": where["host"], "port": int(where["port"])}
+    return pymysql.connect(
+        user=user,
+        password=password,
+        database=database,
+        autocommit=True,
+        charset="utf8mb4",
+        connect_timeout=10,
+        **address,
+    )
+
+
+def _connect_with(option_file: str) -> Any:
+    options = _read_options(option_file)
+    return _open(options.pop("user"), options.pop("password", ""), options)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """`globals OPTION_FILE` or `dump OPTION_FILE DATABASE -- DUMP_ARGV...` (see dump_jobs)."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        conn = _connect_with(args[1])
+        if args[0] == "globals":
+            sys.stdout.write(globals_dump(conn))
+            return 0
+        properties = database_properties(conn, args[2])
+        conn.close()
+        exec_with_header(properties, b"", args[4:])
+    except (pymysql.MySQLError, DatabaseError) as exc:
+        print(f"shipper: mariadb: {_text(exc)}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
