@@ -9,16 +9,18 @@ lock, 4 a set was committed but is partial.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+import time
 from typing import Any, Callable, List, Optional
 
 from shipper import config, restore, sets, snapshot
 from shipper.errors import ShipperError
 from shipper.progress import Progress, human_bytes
-from shipper.restic import Repository, Restic, ResticError
+from shipper.restic import Restic, ResticError
 
 EXIT_PARTIAL = 4
 
@@ -49,22 +51,7 @@ class Context:
 
     def restic(self, progress: Optional[Progress] = None, remote: bool = False) -> Restic:
         """The repository; a slave reads its local copy unless `remote`."""
-        repo = self.cfg.repository
-        problems = config.secret_problems(self.cfg)
-        if problems:
-            raise ShipperError("\n".join(problems))
-        url = repo.url
-        if repo.local_path and self.cfg.role == "slave" and not remote:
-            url = repo.local_path
-        repository = Repository(
-            url=url,
-            password_file=repo.password_file,
-            cacert=repo.cacert,
-            rest_user=repo.rest_user if url == repo.url else None,
-            rest_password_file=repo.rest_password_file,
-            lock_wait=repo.lock_wait,
-        )
-        return Restic(repository, progress=progress, cache_dir=str(self.cfg.state / "cache"))
+        return Restic.for_config(self.cfg, progress=progress, remote=remote)
 
     def sets(self) -> List[sets.SnapshotSet]:
         return sets.group(self.restic().snapshots())
@@ -88,14 +75,18 @@ def _init(sub: Any) -> None:
 def run_init(ctx: Context) -> int:
     created = ctx.restic(remote=True).init()
     where = ctx.cfg.repository.url
-    ctx.out(f"created the repository at {where}" if created else f"the repository at {where} exists")
+    ctx.out(
+        f"created the repository at {where}" if created else f"the repository at {where} exists"
+    )
     return 0
 
 
 @command
 def _snapshot(sub: Any) -> None:
     p = sub.add_parser("snapshot", help="take one snapshot set now (files, databases, settings)")
-    p.add_argument("--dry-run", action="store_true", help="show what would be backed up; write nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="show what would be backed up; write nothing"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run_snapshot)
 
@@ -160,7 +151,9 @@ def run_sets(ctx: Context) -> int:
     for item in found:
         when = item.time.strftime("%Y-%m-%d %H:%M:%S")
         parts = ", ".join(item.parts) or "-"
-        ctx.out(f"{item.id:<17} {when:<20} {item.status:<10} {human_bytes(item.bytes_added):>10}  {parts}")
+        ctx.out(
+            f"{item.id:<17} {when:<20} {item.status:<10} {human_bytes(item.bytes_added):>10}  {parts}"
+        )
     return 0
 
 
@@ -174,7 +167,9 @@ def _restore(sub: Any) -> None:
     )
     p.add_argument("set", metavar="SET")
     p.add_argument("--target", required=True, metavar="DIR")
-    p.add_argument("--path", action="append", default=[], metavar="P", help="only this path (repeatable)")
+    p.add_argument(
+        "--path", action="append", default=[], metavar="P", help="only this path (repeatable)"
+    )
     p.set_defaults(run=run_restore)
 
 
@@ -191,7 +186,9 @@ def run_restore(ctx: Context) -> int:
 
 @command
 def _unlock(sub: Any) -> None:
-    p = sub.add_parser("unlock", help="remove stale restic locks (never the locks of a live process)")
+    p = sub.add_parser(
+        "unlock", help="remove stale restic locks (never the locks of a live process)"
+    )
     p.set_defaults(run=run_unlock)
 
 
@@ -205,7 +202,9 @@ def run_unlock(ctx: Context) -> int:
 def _config(sub: Any) -> None:
     p = sub.add_parser("config", help="validate or generate the configuration")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    validate = actions.add_parser("validate", help="check the config file; print OK or every problem")
+    validate = actions.add_parser(
+        "validate", help="check the config file; print OK or every problem"
+    )
     validate.set_defaults(run=run_config_validate)
     generate = actions.add_parser("generate", help="print a commented config made from the schema")
     generate.set_defaults(run=run_config_generate)
@@ -230,6 +229,161 @@ def run_config_generate(ctx: Context) -> int:
     return 0
 
 
+@command
+def _promote(sub: Any) -> None:
+    p = sub.add_parser(
+        "promote",
+        help="on the slave: put a set in place (files, databases, hooks) and become the master",
+        description="Check, show the plan, then restore the newest complete set (or --set) in place, "
+        "load its databases, run the post-restore hooks and make this server the master. "
+        "Interrupted, it resumes where it stopped when run again.",
+    )
+    p.add_argument(
+        "--set",
+        dest="set_ref",
+        metavar="SET",
+        help="the set to promote (default: the newest complete)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="check and show the plan; change nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--root", default="/", metavar="DIR", help="restore under DIR instead of / (default /)"
+    )
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="promote a partial set without its failed parts",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="go on on a master, or with another database major version",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the plan (--dry-run) or the report as JSON"
+    )
+    p.set_defaults(run=run_promote)
+
+
+def run_promote(ctx: Context) -> int:
+    from shipper import promote
+    from shipper.lock import host_lock
+
+    args = ctx.args
+    options = promote.Options(args.set_ref, args.root, args.allow_partial, args.force)
+    say = (lambda check: None) if args.json else (lambda check: ctx.out(promote.check_line(check)))
+    lock = contextlib.nullcontext() if args.dry_run else host_lock(ctx.cfg.state, "promote")
+    with lock:
+        job = promote.Promotion(ctx.cfg, ctx.restic(), options)
+        if not args.json:
+            ctx.out("preflight:")
+        job.preflight(say)
+        if not job.ready:
+            raise ShipperError("preflight failed: fix what it names (FAIL), then run promote again")
+        plan = job.plan(say)
+        if not job.ready:
+            raise ShipperError("preflight failed: fix what it names (FAIL), then run promote again")
+        if args.json and args.dry_run:
+            ctx.json(plan.to_json())
+            return 0
+        if not args.json:
+            ctx.out("\n".join(promote.plan_lines(plan)))
+        if args.dry_run:
+            ctx.out("dry run: nothing was changed")
+            return 0
+        _confirm(args.yes, f"promote set {plan.set_id} on this server")
+        progress = Progress()
+        job.restic.progress = progress
+
+        def on_step(name: str, status: str) -> None:
+            if status == "running":
+                progress.start(name)
+                return
+            progress.finish()
+            if not args.json:
+                ctx.out(f"  {name}: {status}")
+
+        report = job.run(on_step)
+        progress.finish()
+    if args.json:
+        ctx.json(report.to_json())
+    else:
+        ctx.out("\n".join(promote.report_lines(report)))
+    return 0 if report.outcome == "promoted" else 1
+
+
+def _confirm(yes: bool, what: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ShipperError(f"not on a terminal: give --yes to {what}")
+    answer = input(f"{what}? type yes to go on: ")
+    if answer.strip().lower() != "yes":
+        raise ShipperError("not confirmed: nothing was changed")
+
+
+@command
+def _restore_db(sub: Any) -> None:
+    p = sub.add_parser(
+        "restore-db",
+        help="load one database of a set into this server's database server",
+        description="Load the dump of ENGINE:DB (e.g. mariadb:shop) from SET into the local server, "
+        "replacing DB, or as a new database with --as.",
+    )
+    p.add_argument("set", metavar="SET", help="a set id, or latest")
+    p.add_argument("part", metavar="ENGINE:DB")
+    p.add_argument(
+        "--as", dest="as_name", metavar="NEWNAME", help="load under this name; DB stays as it is"
+    )
+    p.add_argument(
+        "--globals", action="store_true", help="load the engine's users, grants and roles first"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would be loaded; change nothing"
+    )
+    p.set_defaults(run=run_restore_db)
+
+
+def run_restore_db(ctx: Context) -> int:
+    restic = ctx.restic()
+    chosen = sets.find(ctx.sets(), ctx.args.set)
+    loads = restore.database_plan(restic, chosen, ctx.args.part, ctx.args.globals)
+    for load in loads:
+        target = ctx.args.as_name if ctx.args.as_name and not load.is_globals else load.database
+        what = (
+            f"{load.engine} users and grants" if load.is_globals else f"{load.part} into {target}"
+        )
+        if ctx.args.dry_run:
+            ctx.out(f"would load {what} from set {chosen.id}")
+            continue
+        clock = time.monotonic()
+        restore.restore_database(ctx.cfg, restic, load, ctx.args.as_name)
+        ctx.out(f"loaded {what} from set {chosen.id} in {time.monotonic() - clock:.1f}s")
+    return 0
+
+
+@command
+def _diff(sub: Any) -> None:
+    p = sub.add_parser("diff", help="what changed between two sets: paths and databases")
+    p.add_argument("first", metavar="SET1")
+    p.add_argument("second", metavar="SET2")
+    p.add_argument("--json", action="store_true", help="print the differences as JSON")
+    p.set_defaults(run=run_diff)
+
+
+def run_diff(ctx: Context) -> int:
+    from shipper import diff
+
+    found = ctx.sets()
+    first, second = sets.find(found, ctx.args.first), sets.find(found, ctx.args.second)
+    result = diff.compare(ctx.restic(), first, second)
+    if ctx.args.json:
+        ctx.json(result.to_json())
+    else:
+        ctx.out("\n".join(diff.lines(result)))
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -239,7 +393,12 @@ def parser() -> argparse.ArgumentParser:
         description="Keep a spare server ready to take over: snapshot sets of files and "
         "databases into a restic repository on the slave, and promote it in one command.",
     )
-    p.add_argument("-c", "--config", metavar="FILE", help=f"config file (default $SHIPPER_CONFIG or {config.DEFAULT_PATH})")
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help=f"config file (default $SHIPPER_CONFIG or {config.DEFAULT_PATH})",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in _COMMANDS:
@@ -249,8 +408,15 @@ def parser() -> argparse.ArgumentParser:
 
 def _setup_logging(verbose: bool) -> None:
     under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
-    fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else "%(asctime)s %(levelname)s %(message)s"
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO if under_systemd else logging.WARNING, format=fmt)
+    fmt = (
+        "%(levelname)s %(name)s: %(message)s"
+        if under_systemd
+        else "%(asctime)s %(levelname)s %(message)s"
+    )
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO if under_systemd else logging.WARNING,
+        format=fmt,
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -269,4 +435,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("shipper: interrupted", file=sys.stderr)
         return 130
-
+    except BrokenPipeError:
+        # The reader of our output went away (`shipper sets | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

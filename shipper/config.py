@@ -49,6 +49,7 @@ class Repository:
     rest_password_file: Optional[str]
     local_path: Optional[str]
     lock_wait: int
+    network_timeout: int
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,11 @@ class Receiver:
 
 
 @dataclass(frozen=True)
+class Promote:
+    services: List[str]
+
+
+@dataclass(frozen=True)
 class Retention:
     keep_within: str
     hourly: int
@@ -130,6 +136,7 @@ class Config:
     databases: Databases
     hooks: Hooks
     receiver: Receiver
+    promote: Promote
     retention: Retention
     notify: Notify
     source: str = "<defaults>"
@@ -257,7 +264,9 @@ def _describe(error: jsonschema.ValidationError, root, source: str) -> List[str]
         out = []
         for key in extra:
             hint = difflib.get_close_matches(str(key), known, n=1)
-            hint_text = f"; did you mean '{hint[0]}'?" if hint else f"; known keys: {', '.join(known)}"
+            hint_text = (
+                f"; did you mean '{hint[0]}'?" if hint else f"; known keys: {', '.join(known)}"
+            )
             where = _line(_key_node(root, path, key))
             out.append(f"{source}{where}: {_dotted(path + [key])}: unknown key{hint_text}")
         return out
@@ -327,7 +336,9 @@ def parse(text: str, source: str = "<string>") -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{source}:1: the file must be a mapping of keys, not {type(data).__name__}"])
+        raise ConfigError(
+            [f"{source}:1: the file must be a mapping of keys, not {type(data).__name__}"]
+        )
     validator = jsonschema.Draft202012Validator(schema(), format_checker=_FORMATS)
     problems: List[str] = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
@@ -350,8 +361,10 @@ def load(path: Optional[str] = None) -> Config:
         text = Path(path).read_text()
     except FileNotFoundError:
         raise ConfigError(
-            [f"{path}: no such config file; create it (`shipper config generate > {path}`) "
-             "or name another with -c/--config"]
+            [
+                f"{path}: no such config file; create it (`shipper config generate > {path}`) "
+                "or name another with -c/--config"
+            ]
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read the config file: {exc}"]) from None
@@ -378,7 +391,9 @@ def check_secret_file(path: str, label: str) -> List[str]:
     except OSError as exc:
         return [f"{label}: cannot read {path}: {exc.strerror}"]
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return [f"{label}: {path} is readable by others (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"]
+        return [
+            f"{label}: {path} is readable by others (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
+        ]
     return []
 
 

@@ -10,6 +10,7 @@ exceptions whose messages say what to do.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import json
 import os
@@ -17,6 +18,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -146,6 +148,7 @@ class Repository:
     rest_user: Optional[str] = None
     rest_password_file: Optional[str] = None
     lock_wait: int = 120
+    network_timeout: int = 180
 
     def location(self) -> str:
         """The URL with the transport credential in it: a secret."""
@@ -166,15 +169,25 @@ class Repository:
 class _RunningRestic:
     """One restic process: reads its JSON lines, keeps stderr, maps the exit."""
 
-    def __init__(self, argv: List[str], popen: subprocess.Popen, on_message: ProgressCallback):
+    def __init__(
+        self,
+        argv: List[str],
+        popen: subprocess.Popen,
+        on_message: ProgressCallback,
+        network_timeout: int,
+    ):
         self.argv = argv
         self.process = popen
         self.on_message = on_message
         self.messages: List[Dict[str, Any]] = []
         self.stderr_lines: List[str] = []
         self.stdout_text: List[str] = []
+        self.network_timeout = network_timeout
+        self.retrying_since: Optional[float] = None
+        self.gave_up = ""
         self._stderr_thread = threading.Thread(target=self._read_stderr, daemon=True)
         self._stderr_thread.start()
+        threading.Thread(target=self._watch_retries, daemon=True).start()
 
     def _read_stderr(self) -> None:
         assert self.process.stderr is not None
@@ -185,7 +198,27 @@ class _RunningRestic:
                 self.messages.append(message)
                 self.on_message(message)
             elif line:
+                self._note_retry(line)
                 self.stderr_lines.append(line)
+
+    def _note_retry(self, line: str) -> None:
+        if "returned error, retrying after" in line:
+            if self.retrying_since is None:
+                self.retrying_since = time.monotonic()
+        elif "operation successful after" in line:
+            self.retrying_since = None
+
+    def _watch_retries(self) -> None:
+        """restic retries a dead backend for 15 minutes; shipper gives up sooner."""
+        while self.process.poll() is None:
+            since = self.retrying_since
+            if since is not None and time.monotonic() - since > self.network_timeout:
+                self.gave_up = (
+                    self.stderr_lines[-1] if self.stderr_lines else "backend not answering"
+                )
+                _stop(self.process)
+                return
+            time.sleep(0.5)
 
     def read_stdout_messages(self) -> None:
         assert self.process.stdout is not None
@@ -232,6 +265,33 @@ class Restic:
         self.cache_dir = cache_dir
         self._version: Optional[Tuple[int, int, int]] = None
         self.processes_started = 0
+
+    @classmethod
+    def for_config(
+        cls, cfg: Any, progress: Optional[ProgressCallback] = None, remote: bool = False
+    ) -> Restic:
+        """The configured repository; a slave reads its local copy unless `remote`.
+
+        Refuses secret files that others can read.
+        """
+        from shipper.config import secret_problems
+        from shipper.errors import ShipperError
+
+        problems = secret_problems(cfg)
+        if problems:
+            raise ShipperError("\n".join(problems))
+        repo = cfg.repository
+        local = bool(repo.local_path and cfg.role == "slave" and not remote)
+        repository = Repository(
+            url=repo.local_path if local else repo.url,
+            password_file=repo.password_file,
+            cacert=None if local else repo.cacert,
+            rest_user=None if local else repo.rest_user,
+            rest_password_file=repo.rest_password_file,
+            lock_wait=repo.lock_wait,
+            network_timeout=repo.network_timeout,
+        )
+        return cls(repository, progress=progress, cache_dir=str(cfg.state / "cache"))
 
     # ------------------------------------------------------------ plumbing
 
@@ -282,6 +342,7 @@ class Restic:
         argv = self._global_args(read_fd)
         if locking and self.repository.lock_wait:
             argv += ["--retry-lock", f"{self.repository.lock_wait}s"]
+        argv += ["--stuck-request-timeout", f"{self.repository.network_timeout}s"]
         argv += list(args)
         try:
             popen = self._command().popen(
@@ -292,19 +353,22 @@ class Restic:
                 stderr=subprocess.PIPE,
                 pass_fds=(read_fd,) if read_fd is not None else (),
                 start_new_session=False,
+                preexec_fn=_die_with_parent,
             )
         finally:
             if read_fd is not None:
                 os.close(read_fd)
         self.processes_started += 1
-        running = _RunningRestic(argv, popen, self.progress)
+        running = _RunningRestic(argv, popen, self.progress, self.repository.network_timeout)
         try:
             yield running
         except BaseException:
             _stop(popen)
             raise
 
-    def _run(self, args: Sequence[str], ok_codes: Tuple[int, ...] = (0,), **kw: Any) -> _RunningRestic:
+    def _run(
+        self, args: Sequence[str], ok_codes: Tuple[int, ...] = (0,), **kw: Any
+    ) -> _RunningRestic:
         with self._spawn(args, **kw) as running:
             if running.process.stdout is not None:
                 running.read_stdout_messages()
@@ -323,13 +387,22 @@ class Restic:
         try:
             return json.loads(text) if text.strip() else None
         except ValueError:
-            raise ResticError(f"restic {args[0]} printed output shipper cannot read", text[:500]) from None
+            raise ResticError(
+                f"restic {args[0]} printed output shipper cannot read", text[:500]
+            ) from None
 
     # ------------------------------------------------------------ errors
 
     def _error(self, code: int, running: _RunningRestic, command: str) -> ResticError:
         detail = _error_text(running)
         where = self.repository.display
+        if running.gave_up:
+            return Unreachable(
+                f"cannot reach the receiver at {where}: no answer for "
+                f"{self.repository.network_timeout}s ({_last_line(running.gave_up)}); check that the "
+                "slave is up, its receiver runs (`shipper status` on the slave) and the network between them",
+                detail,
+            )
         if code == 10:
             return RepositoryMissing(
                 f"no restic repository at {where}; create it with `shipper init`", detail
@@ -502,7 +575,9 @@ class Restic:
             unreadable = [_last_line(_error_text(running)) or "some source files were unreadable"]
         snapshot_id = summary.get("snapshot_id")
         if not snapshot_id:
-            raise ResticError("restic backup ended without naming its snapshot", _error_text(running))
+            raise ResticError(
+                "restic backup ended without naming its snapshot", _error_text(running)
+            )
         return BackupResult(snapshot_id, summary, unreadable)
 
     def restore(
@@ -513,7 +588,41 @@ class Restic:
         excludes: Sequence[str] = (),
         delete: bool = False,
         dry_run: bool = False,
+        overwrite: Optional[str] = None,
     ) -> Dict[str, Any]:
+        running = self._restore(snapshot, target, includes, excludes, delete, dry_run, overwrite)
+        return next((m for m in running.messages if m.get("message_type") == "summary"), {})
+
+    def restore_preview(
+        self,
+        snapshot: str,
+        target: str,
+        includes: Sequence[str] = (),
+        delete: bool = False,
+        overwrite: str = "if-changed",
+    ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+        """What a restore would do (--dry-run): the summary and one action per item.
+
+        Items are restic's verbose_status messages: action restored, updated,
+        unchanged or deleted; deleted items name the target path, the others
+        the path in the snapshot. `if-changed` judges existing files by size
+        and time instead of reading them.
+        """
+        running = self._restore(snapshot, target, includes, (), delete, True, overwrite)
+        summary = next((m for m in running.messages if m.get("message_type") == "summary"), {})
+        items = [m for m in running.messages if m.get("message_type") == "verbose_status"]
+        return summary, items
+
+    def _restore(
+        self,
+        snapshot: str,
+        target: str,
+        includes: Sequence[str],
+        excludes: Sequence[str],
+        delete: bool,
+        dry_run: bool,
+        overwrite: Optional[str],
+    ) -> _RunningRestic:
         args = ["restore", snapshot, "--target", target]
         for path in includes:
             args += ["--include", path]
@@ -521,10 +630,11 @@ class Restic:
             args += ["--exclude", path]
         if delete:
             args.append("--delete")
+        if overwrite:
+            args += ["--overwrite", overwrite]
         if dry_run:
             args += ["--dry-run", "--verbose=2"]
-        running = self._run(args)
-        return next((m for m in running.messages if m.get("message_type") == "summary"), {})
+        return self._run(args)
 
     @contextlib.contextmanager
     def dump(self, snapshot: str, path: str) -> Iterator[IO[bytes]]:
@@ -545,9 +655,10 @@ class Restic:
         running = self._run(["ls", "--no-lock", snapshot, *paths])
         return [m for m in running.messages if m.get("struct_type") == "node"]
 
-    def diff(self, first: str, second: str) -> List[Dict[str, Any]]:
-        running = self._run(["diff", "--no-lock", first, second])
-        return running.messages
+    def diff(self, first: str, second: str, metadata: bool = False) -> List[Dict[str, Any]]:
+        """restic's change messages (path, modifier +, -, M, T, U) and its statistics."""
+        args = ["diff", "--no-lock", *(["--metadata"] if metadata else []), first, second]
+        return self._run(args).messages
 
     def forget(self, snapshot_ids: Sequence[str], prune: bool = False) -> None:
         if snapshot_ids:
@@ -582,6 +693,20 @@ _UNREACHABLE_HINTS = (
     "eof",
     "dial tcp",
 )
+
+
+def _die_with_parent() -> None:
+    """In the child: restic gets SIGTERM (and cleans up) if shipper dies.
+
+    Otherwise a SIGKILLed shipper leaves restic running: a backup would commit
+    a set that its run never saw finish, and a restore would race the re-run
+    of promote. SIGTERM lets restic remove its lock on the way out.
+    """
+    libc = ctypes.CDLL(None)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _stop(popen: subprocess.Popen) -> None:

@@ -149,7 +149,9 @@ def find(sets: List[SnapshotSet], ref: str) -> SnapshotSet:
     if ref == "latest":
         found = newest(sets)
         if found is None:
-            raise NotFound("there is no complete set in the repository yet; take one with `shipper snapshot`")
+            raise NotFound(
+                "there is no complete set in the repository yet; take one with `shipper snapshot`"
+            )
         return found
     matches = [s for s in sets if s.id == ref] or [s for s in sets if s.id.startswith(ref)]
     if len(matches) == 1:

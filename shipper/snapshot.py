@@ -165,12 +165,16 @@ class SetRun:
             "SHIPPER_EXPORT_DIR": str(target),
         }
         try:
-            ran = hooks.run_phase(hooks.PRE_SNAPSHOT, self.cfg.hooks.dirs, env, self.cfg.hooks.timeout)
+            ran = hooks.run_phase(
+                hooks.PRE_SNAPSHOT, self.cfg.hooks.dirs, env, self.cfg.hooks.timeout
+            )
         except hooks.HookFailed as exc:
             self.result.parts.append(PartOutcome("settings", FAILED, error=str(exc)))
             return
         # The export rides in the files part; its snapshot id is filled in there.
-        self.result.parts.append(PartOutcome("settings", OK, details={"hooks": ran, "path": str(target)}))
+        self.result.parts.append(
+            PartOutcome("settings", OK, details={"hooks": ran, "path": str(target)})
+        )
 
     # ------------------------------------------------------------ databases
 
@@ -190,7 +194,9 @@ class SetRun:
                     self.versions[engine.name] = engine.version()
                     jobs.extend(engine.dump_jobs())
                 except databases.DatabaseError as exc:
-                    self.result.parts.append(PartOutcome(f"{engine.name}:*", FAILED, error=str(exc)))
+                    self.result.parts.append(
+                        PartOutcome(f"{engine.name}:*", FAILED, error=str(exc))
+                    )
             if not jobs:
                 return
             self.announce(f"{len(jobs)} database dumps")
@@ -225,7 +231,9 @@ class SetRun:
             if is_repository_error(exc):
                 return exc
             cause = exc.detail.strip().splitlines()[-1:] or [str(exc)]
-            return PartOutcome(job.part, FAILED, error=f"dump of {job.part} failed: {cause[0]}", details=details)
+            return PartOutcome(
+                job.part, FAILED, error=f"dump of {job.part} failed: {cause[0]}", details=details
+            )
         try:
             details.update(json.loads(result_file.read_text()))
         except (OSError, ValueError):
@@ -266,6 +274,7 @@ class SetRun:
         files = PartOutcome(sets.FILES_PART, OK, details={"paths": self.cfg.paths})
         _write_private(manifest_path(self.cfg), json.dumps(self.manifest(status, files), indent=1))
         self.announce("files")
+        missing = [path for path in self.cfg.paths if not os.path.lexists(path)]
         tags = [*self.tags(sets.FILES_PART), f"{sets.PART_TAG}:{sets.MANIFEST_PART}"]
         try:
             backup = self.restic.backup(
@@ -282,6 +291,8 @@ class SetRun:
             self.result.parts.append(files)
             self._amend_manifest()
             return
+        # restic only warns, in plain text, and exits 0 for a missing path.
+        backup.unreadable[:0] = [f"{path}: configured path does not exist" for path in missing]
         self._record_files(files, backup)
         if files.outcome != OK:
             self._amend_manifest()
@@ -299,7 +310,9 @@ class SetRun:
         self.result.files_changed = int(backup.summary.get("files_changed", 0))
         if backup.unreadable:
             files.outcome = UNREADABLE
-            files.error = f"{len(backup.unreadable)} unreadable: " + "; ".join(backup.unreadable[:5])
+            files.error = f"{len(backup.unreadable)} unreadable: " + "; ".join(
+                backup.unreadable[:5]
+            )
             self.result.unreadable = backup.unreadable
         self.result.parts.append(files)
 

@@ -73,7 +73,10 @@ class Host:
     def netem(self, spec: str) -> None:
         """e.g. 'loss 100%' or 'delay 200ms'; '' removes it."""
         if spec:
-            self.run(["tc", "qdisc", "replace", "dev", self.veth, "root", "netem", *spec.split()], check=True)
+            self.run(
+                ["tc", "qdisc", "replace", "dev", self.veth, "root", "netem", *spec.split()],
+                check=True,
+            )
         else:
             self.run(["tc", "qdisc", "del", "dev", self.veth, "root"], check=False)
 
@@ -89,8 +92,20 @@ class TwoHosts:
         for host in (self.master, self.slave):
             _ip("netns", "add", host.name)
             host.run(["ip", "link", "set", "lo", "up"], check=True)
-        _ip("link", "add", self.master.veth, "netns", self.master.name, "type", "veth",
-            "peer", "name", self.slave.veth, "netns", self.slave.name)
+        _ip(
+            "link",
+            "add",
+            self.master.veth,
+            "netns",
+            self.master.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            self.slave.veth,
+            "netns",
+            self.slave.name,
+        )
         for host in (self.master, self.slave):
             host.run(["ip", "addr", "add", f"{host.address}/24", "dev", host.veth], check=True)
             host.run(["ip", "link", "set", host.veth, "up"], check=True)

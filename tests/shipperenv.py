@@ -73,7 +73,11 @@ class ShipperEnv:
         self.hooks = base / "hooks"
         self.src.mkdir(parents=True)
         self.settings: Dict[str, Any] = {
-            "repository": {"url": str(self.repo), "password_file": str(self.password_file), "lock_wait": 5},
+            "repository": {
+                "url": str(self.repo),
+                "password_file": str(self.password_file),
+                "lock_wait": 5,
+            },
             "paths": [str(self.src)],
             "state_dir": str(self.state),
             "databases": {"enabled": False},
@@ -97,7 +101,9 @@ class ShipperEnv:
         env["RESTIC_CACHE_DIR"] = str(self.base / "plain-restic-cache")
         return env
 
-    def run(self, *args: str, check: bool = False, timeout: float = 300, **kw: Any) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, check: bool = False, timeout: float = 300, **kw: Any
+    ) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [str(VENV_BIN / "shipper"), *args],
             env=self.env(),
@@ -115,12 +121,23 @@ class ShipperEnv:
     def popen(self, *args: str, **kw: Any) -> subprocess.Popen:
         return subprocess.Popen([str(VENV_BIN / "shipper"), *args], env=self.env(), **kw)
 
-    def restic(self, *args: str, repo: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
+    def restic(
+        self, *args: str, repo: Optional[str] = None, check: bool = True
+    ) -> subprocess.CompletedProcess:
         """Plain restic on the same repository, as an operator without shipper would run it."""
-        cmd = [str(TOOLS / "restic"), "-r", repo or str(self.repo), "--password-file", str(self.password_file), *args]
+        cmd = [
+            str(TOOLS / "restic"),
+            "-r",
+            repo or str(self.repo),
+            "--password-file",
+            str(self.password_file),
+            *args,
+        ]
         result = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=300)
         if check and result.returncode != 0:
-            raise AssertionError(f"restic {' '.join(args)} exited {result.returncode}: {result.stderr}")
+            raise AssertionError(
+                f"restic {' '.join(args)} exited {result.returncode}: {result.stderr}"
+            )
         return result
 
     def make_dataset(self, files: int = 300, mib: int = 4, seed: int = 1) -> None:
@@ -169,7 +186,14 @@ def shipper_env(tmp_path: Path) -> ShipperEnv:
 
 
 class RestServer:
-    def __init__(self, data: Path, port: int, args: List[str], netns: Optional[str] = None, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        data: Path,
+        port: int,
+        args: List[str],
+        netns: Optional[str] = None,
+        host: str = "127.0.0.1",
+    ):
         self.data = data
         self.port = port
         self.host = host
@@ -183,8 +207,14 @@ class RestServer:
         return f"rest:{scheme}://{self.host}:{self.port}/"
 
     def start(self) -> RestServer:
-        cmd = [str(TOOLS / "rest-server"), "--path", str(self.data), "--listen", f"{self.host}:{self.port}",
-               *self.args]
+        cmd = [
+            str(TOOLS / "rest-server"),
+            "--path",
+            str(self.data),
+            "--listen",
+            f"{self.host}:{self.port}",
+            *self.args,
+        ]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -202,4 +232,3 @@ def rest_server(tmp_path: Path) -> Iterator[RestServer]:
     server = RestServer(tmp_path / "rest-data", free_port(), ["--no-auth"]).start()
     yield server
     server.stop()
-
