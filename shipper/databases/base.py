@@ -278,73 +278,79 @@ class Engine:
         """
         target = as_name or database
         scratch = scratch_name("load", target)
+        what = f"database {target}"
         with self.credentials():
             first = stream.readline(1 << 16)
             self._drop_database(scratch)
             self._create_database(scratch, parse_header(first))
             try:
-                self._pipe(
-                    first,
-                    stream,
-                    self._client_command(scratch),
-                    f"database {target}",
-                    self.dump_trailer,
-                )
+                code, tail, errors = self._run_client(self._client_command(scratch), first, stream)
+                self._judge(what, code, tail, errors, self.dump_trailer, UNTOUCHED.format(what))
                 self._replace(scratch, target)
             finally:
                 self._drop_database(scratch)
 
     def load_globals(self, stream: IO[bytes]) -> None:
-        """Create or update users, roles and grants; the loading account itself is left alone."""
+        """Create or update users, roles and grants; the loading account itself is left alone.
+
+        Idempotent: loading the same globals again changes nothing.
+        """
+        what = "users and grants"
         with self.credentials():
             dump = stream.read()
             if self.globals_trailer not in dump[-TAIL:]:
                 raise DatabaseError(
-                    f"{self.describe()}: the users and grants dump is truncated (no "
-                    f"{self.globals_trailer.decode()!r} at its end); nothing was loaded"
+                    f"{self.describe()}: the dump of {what} is truncated (it does not end with "
+                    f"{self.globals_trailer.decode()!r}); nothing was loaded; load a complete dump"
                 )
-            prepared = self._prepare_globals(dump)
-            self._pipe(
-                b"", _BytesStream(prepared), self._client_command(None), "users and grants", b""
-            )
+            prepared = _BytesStream(self._prepare_globals(dump))
+            code, tail, errors = self._run_client(self._client_command(None), b"", prepared)
+            self._judge(what, code, tail, errors, b"", GLOBALS_FAILED)
 
-    def _pipe(
-        self, first: bytes, stream: IO[bytes], argv: List[str], what: str, trailer: bytes
-    ) -> None:
-        """Stream `first` + `stream` into the client; raise with its error text on failure."""
-        env = {**os.environ, **self._env()}
+    def _run_client(self, argv: List[str], first: bytes, stream: IO[bytes]) -> tuple:
+        """Stream `first` + `stream` into the client: (exit code, the stream's tail, stderr)."""
         client = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **self._env()},
         )
+        assert client.stdin is not None and client.stderr is not None
         errors: List[bytes] = []
         reader = threading.Thread(target=lambda: errors.append(client.stderr.read()))  # type: ignore[union-attr]
         reader.start()
         try:
-            tail = _copy(first, stream, client.stdin)  # type: ignore[arg-type]
+            tail = _copy(first, stream, client.stdin)
         except BaseException:
             client.kill()
             raise
         finally:
             with contextlib.suppress(BrokenPipeError):
-                client.stdin.close()  # type: ignore[union-attr]
+                client.stdin.close()
             code = client.wait()
             reader.join()
-        message = _last_lines(b"".join(errors).decode(errors="replace"))
+        return code, tail, _last_lines(b"".join(errors).decode(errors="replace"))
+
+    def _judge(
+        self, what: str, code: int, tail: Optional[bytes], errors: str, trailer: bytes, after: str
+    ) -> None:
+        """Raise unless the client exited 0 having read a complete dump."""
         if code != 0:
-            raise DatabaseError(
-                f"{self.describe()}: loading {what} failed: {message or f'client exit {code}'}; "
-                f"{what} was left as it was before; fix the cause and load again"
-            )
-        if tail is None:
-            raise DatabaseError(
-                f"{self.describe()}: the client stopped reading the dump of {what} early: "
-                f"{message or 'no error text'}; {what} was left as it was before"
-            )
-        if trailer and trailer not in tail:
-            raise DatabaseError(
-                f"{self.describe()}: the dump of {what} is truncated (it does not end with "
-                f"{trailer.decode()!r}); {what} was left as it was before; load a complete dump"
-            )
+            cause = errors or f"the client exited with {code}"
+        elif tail is None:
+            cause = f"the client stopped reading early ({errors or 'no error text'})"
+        elif trailer and trailer not in tail:
+            cause = f"the dump is truncated (it does not end with {trailer.decode()!r})"
+        else:
+            return
+        raise DatabaseError(f"{self.describe()}: loading {what} failed: {cause}; {after}")
+
+
+UNTOUCHED = "{0} was left as it was before; fix the cause and load again"
+GLOBALS_FAILED = (
+    "some accounts may already be updated; fix the cause and load again (it is idempotent)"
+)
 
 
 class _BytesStream:

@@ -99,9 +99,18 @@ class MariaDB(Engine):
         return str(self.secrets / "client.cnf")
 
     def _tool(self, tools: Sequence[str]) -> List[str]:
+        """The tool with the option file first, then the connection (options on the command
+        line win over every option file, ~/.my.cnf included; the password is only in ours)."""
         tool = _find(tools, self.describe())
-        protocol = ["--protocol=TCP"] if self.server.host else ["--protocol=SOCKET"]
-        return [tool, f"--defaults-extra-file={self.option_file}", *protocol]
+        where = [f"--{key}={value}" for key, value in self._where().items()]
+        protocol = "--protocol=TCP" if self.server.host else "--protocol=SOCKET"
+        return [
+            tool,
+            f"--defaults-extra-file={self.option_file}",
+            protocol,
+            *where,
+            f"--user={self.server.user}",
+        ]
 
     def _connect(self, database: Optional[str] = None) -> Any:
         password = ""
@@ -243,20 +252,35 @@ def _swap(cur: Any, scratch: str, target: str, aside: str) -> None:
     had_target = _exists(cur, target)
     if had_target:
         cur.execute(f"CREATE DATABASE {quote(aside)}{_charset_of(cur, target)}")
-        _move(cur, target, aside)
+        try:
+            _move(cur, target, aside)
+        except BaseException:
+            cur.execute(f"DROP DATABASE {quote(aside)}")  # empty again: the move was undone
+            raise
     else:
         cur.execute(f"CREATE DATABASE {quote(target)}{_charset_of(cur, scratch)}")
     try:
         _move(cur, scratch, target)
     except BaseException:
-        if had_target:
-            _move(cur, aside, target)
-        else:
-            cur.execute(f"DROP DATABASE {quote(target)}")
+        _put_back(cur, target, aside, had_target)
         raise
-    finally:
-        if had_target:
-            cur.execute(f"DROP DATABASE IF EXISTS {quote(aside)}")
+    if had_target:
+        cur.execute(f"DROP DATABASE {quote(aside)}")
+
+
+def _put_back(cur: Any, target: str, aside: str, had_target: bool) -> None:
+    """Undo a swap whose second move failed (and was itself undone)."""
+    if not had_target:
+        cur.execute(f"DROP DATABASE {quote(target)}")
+        return
+    try:
+        _move(cur, aside, target)
+    except pymysql.MySQLError as exc:
+        raise DatabaseError(
+            f"putting the old contents of {target} back failed too: {_text(exc)}; they are "
+            f"whole in database {aside}: move them back by hand"
+        ) from exc
+    cur.execute(f"DROP DATABASE {quote(aside)}")
 
 
 def _move(cur: Any, source: str, target: str) -> None:
@@ -384,9 +408,9 @@ def globals_dump(conn: Any) -> str:
             "-- Every statement about an account is skipped when that account runs the load.",
             "SET NAMES utf8mb4;",
             "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO';",
+            "DELIMITER ;;",
         ]
         lines += [_create_account(user, host, role == "Y") for user, host, role in accounts]
-        lines.append("DELIMITER ;;")
         for user, host, role in accounts:
             lines += _account_block(cur, user, host, role == "Y")
         lines += ["DELIMITER ;", "-- Dump completed", ""]
@@ -398,8 +422,20 @@ def _account(user: str, host: str, role: bool) -> str:
 
 
 def _create_account(user: str, host: str, role: bool) -> str:
-    kind = "ROLE" if role else "USER"
-    return f"CREATE {kind} IF NOT EXISTS {_account(user, host, role)};"
+    """Users are created if missing; roles are made anew, so that the loader administers them
+    (granting a role needs its ADMIN OPTION), unless the loader holds the role itself."""
+    if not role:
+        return f"CREATE USER IF NOT EXISTS {_account(user, host, role)};;"
+    return (
+        "IF NOT EXISTS (SELECT 1 FROM information_schema.APPLICABLE_ROLES "
+        f"WHERE BINARY ROLE_NAME = {_hex(user)}) THEN CREATE OR REPLACE ROLE {quote(user)}; "
+        f"ELSE CREATE ROLE IF NOT EXISTS {quote(user)}; END IF;;"
+    )
+
+
+def _hex(text: str) -> str:
+    """A string literal that means the same under every sql_mode and character set."""
+    return "0x" + text.encode().hex() if text else "''"
 
 
 def _account_block(cur: Any, user: str, host: str, role: bool) -> List[str]:
@@ -411,12 +447,11 @@ def _account_block(cur: Any, user: str, host: str, role: bool) -> List[str]:
         statements.append("ALTER" + create[len("CREATE") :])
     cur.execute(f"SHOW GRANTS FOR {account}")
     statements += [row[0] for row in cur.fetchall()]
-    me = f"{user}@{host}".encode().hex() or "00"
     return [
         f"-- {account}",
         "BEGIN NOT ATOMIC",
         "  DECLARE CONTINUE HANDLER FOR 1146, 1305 BEGIN END;  -- table or routine not loaded yet",
-        f"  IF BINARY CURRENT_USER() <> 0x{me} THEN",
+        f"  IF BINARY CURRENT_USER() <> {_hex(f'{user}@{host}')} THEN",
         *[f"    {statement};" for statement in statements],
         "  END IF;",
         "END;;",
