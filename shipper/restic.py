@@ -600,18 +600,26 @@ class Restic:
         includes: Sequence[str] = (),
         delete: bool = False,
         overwrite: str = "if-changed",
-    ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
-        """What a restore would do (--dry-run): the summary and one action per item.
+    ) -> Tuple[Dict[str, Any], List[Dict[str, Any]], List[str]]:
+        """What a restore would do (--dry-run): the summary, one action per item, item errors.
 
         Items are restic's verbose_status messages: action restored, updated,
         unchanged or deleted; deleted items name the target path, the others
         the path in the snapshot. `if-changed` judges existing files by size
-        and time instead of reading them.
+        and time instead of reading them. Errors about single items (restic
+        exits 1 but finishes) are returned, not raised.
         """
-        running = self._restore(snapshot, target, includes, (), delete, True, overwrite)
-        summary = next((m for m in running.messages if m.get("message_type") == "summary"), {})
+        running = self._restore(snapshot, target, includes, (), delete, True, overwrite, (0, 1))
+        summary = next((m for m in running.messages if m.get("message_type") == "summary"), None)
+        if summary is None:
+            raise self._error(1, running, "restore")
         items = [m for m in running.messages if m.get("message_type") == "verbose_status"]
-        return summary, items
+        errors = [
+            f"{m.get('item', '')}: {m.get('error', {}).get('message', '?')}"
+            for m in running.messages
+            if m.get("message_type") == "error"
+        ]
+        return summary, items, errors
 
     def _restore(
         self,
@@ -622,6 +630,7 @@ class Restic:
         delete: bool,
         dry_run: bool,
         overwrite: Optional[str],
+        ok_codes: Tuple[int, ...] = (0,),
     ) -> _RunningRestic:
         args = ["restore", snapshot, "--target", target]
         for path in includes:
@@ -634,7 +643,7 @@ class Restic:
             args += ["--overwrite", overwrite]
         if dry_run:
             args += ["--dry-run", "--verbose=2"]
-        return self._run(args)
+        return self._run(args, ok_codes)
 
     @contextlib.contextmanager
     def dump(self, snapshot: str, path: str) -> Iterator[IO[bytes]]:

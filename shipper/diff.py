@@ -1,0 +1,124 @@
+"""`shipper diff SET1 SET2`: what changed between two sets.
+
+Files come from `restic diff --metadata` of the two files parts (added,
+removed, changed, metadata-only changes); databases from the manifests: a
+dump whose sha256 differs changed, one in only one set was added or removed.
+shipper's own manifest, which differs in every set, is left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+from shipper import sets
+from shipper.errors import NotFound
+from shipper.restic import Restic
+from shipper.restore import files_part, read_manifest
+
+ADDED = "+"
+REMOVED = "-"
+MODIFIED = "M"
+TYPE_CHANGED = "T"
+METADATA = "U"
+
+
+@dataclass
+class Difference:
+    first: str
+    second: str
+    added: List[str] = field(default_factory=list)
+    removed: List[str] = field(default_factory=list)
+    changed: List[str] = field(default_factory=list)
+    metadata: List[str] = field(default_factory=list)
+    databases: Dict[str, str] = field(default_factory=dict)  # part -> added/removed/changed/same
+    statistics: Dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def compare(restic: Restic, first: sets.SnapshotSet, second: sets.SnapshotSet) -> Difference:
+    result = Difference(first.id, second.id)
+    one, two = _files_snapshot(first), _files_snapshot(second)
+    manifests = [read_manifest(restic, item) for item in (first, second)]
+    skip = {
+        f"{m['set_dir'].rstrip('/')}/{sets.MANIFEST_FILENAME}"
+        for m in manifests
+        if m and m.get("set_dir")
+    }
+    if one and two:
+        for message in restic.diff(one, two, metadata=True):
+            _file_change(result, message, skip)
+    result.databases = _databases(*manifests)
+    return result
+
+
+def _files_snapshot(chosen: sets.SnapshotSet) -> Optional[str]:
+    try:
+        return files_part(chosen).snapshot
+    except NotFound:
+        return None
+
+
+def _file_change(result: Difference, message: Dict[str, Any], skip: set) -> None:
+    kind = message.get("message_type")
+    if kind == "statistics":
+        result.statistics = {k: v for k, v in message.items() if k != "message_type"}
+        return
+    if kind != "change" or message.get("path") in skip:
+        return
+    path, modifier = str(message["path"]), str(message.get("modifier", ""))
+    if ADDED in modifier:
+        result.added.append(path)
+    elif REMOVED in modifier:
+        result.removed.append(path)
+    elif MODIFIED in modifier or TYPE_CHANGED in modifier:
+        result.changed.append(path)
+    elif METADATA in modifier:
+        result.metadata.append(path)
+
+
+def _dumps(manifest: Optional[Dict[str, Any]]) -> Dict[str, Optional[str]]:
+    """Database part -> its dump's sha256, for the parts that succeeded."""
+    out: Dict[str, Optional[str]] = {}
+    for part in (manifest or {}).get("parts", []):
+        details = part.get("details") or {}
+        if part.get("outcome") == "ok" and "engine" in details:
+            out[part["name"]] = details.get("sha256")
+    return out
+
+
+def _databases(first: Optional[Dict[str, Any]], second: Optional[Dict[str, Any]]) -> Dict[str, str]:
+    one, two = _dumps(first), _dumps(second)
+    out = {}
+    for name in sorted(set(one) | set(two)):
+        if name not in one:
+            out[name] = "added"
+        elif name not in two:
+            out[name] = "removed"
+        elif one[name] is None or two[name] is None:
+            out[name] = "unknown (no digest)"
+        else:
+            out[name] = "same" if one[name] == two[name] else "changed"
+    return out
+
+
+def lines(result: Difference, limit: int = 50) -> List[str]:
+    out = [f"from set {result.first} to set {result.second}:"]
+    for label, items in (
+        ("added", result.added),
+        ("removed", result.removed),
+        ("changed", result.changed),
+        ("metadata only", result.metadata),
+    ):
+        out.append(f"  files {label}: {len(items)}")
+        out += [f"    {item}" for item in items[:limit]]
+        if len(items) > limit:
+            out.append(f"    ... and {len(items) - limit} more (--json lists all)")
+    if result.databases:
+        out.append("  databases:")
+        out += [f"    {name}: {state}" for name, state in result.databases.items()]
+    else:
+        out.append("  databases: none in either set")
+    return out

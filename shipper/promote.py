@@ -1,0 +1,1322 @@
+"""`shipper promote`: put a set in place on the slave and make it the master.
+
+The run is preflight (checks, each OK or what to do), plan (what will
+change), then these steps, each recorded in <state_dir>/promote/<set>.json
+the moment it finishes, so a run that was interrupted (SIGKILL included)
+resumes where it stopped:
+
+  receiver          stop the receiver for good: the old master can no longer push
+  files             restic restore of the files part in place, inside `paths` only
+  globals:<engine>  users, grants, roles (before the databases that need them)
+  database:<part>   each database dump, loaded under a temporary name and swapped
+  hook:<name>       each post-restore hook
+  role              the config says master; the schedule stays disabled
+
+Every step is idempotent, so redoing one that finished but was not yet
+recorded gives the same result; the role change is last, so a server whose
+config says master has finished everything before it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import re
+import shutil
+import signal
+import stat
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+
+from shipper import config, hooks, sets
+from shipper.config import Config
+from shipper.errors import NotFound, Refused, ShipperError
+from shipper.restic import Restic, ResticError
+from shipper.restore import read_manifest
+
+log = logging.getLogger("shipper.promote")
+
+RECEIVER = "receiver"
+FILES = "files"
+ROLE = "role"
+DONE = "done"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+# Kept free on a filesystem after the restore: a full disk breaks the services it brings up.
+_SPACE_MARGIN = 64 << 20
+
+
+class PromoteFailed(ShipperError):
+    """A step failed; the report says which, and a re-run resumes there."""
+
+
+@dataclass
+class Options:
+    set_ref: Optional[str] = None
+    root: str = "/"
+    allow_partial: bool = False
+    force: bool = False
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    message: str
+    overridable: bool = False  # --force may override it
+
+
+# ---------------------------------------------------------------- the file scope
+
+
+def norm(path: str) -> str:
+    return posixpath.normpath(path) if path.startswith("/") else path
+
+
+def is_under(path: str, top: str) -> bool:
+    """path is top or inside it, by whole components (/srv2 is not under /srv)."""
+    return path == top or top == "/" or path.startswith(top + "/")
+
+
+def outermost(paths: Iterable[str]) -> List[str]:
+    """The paths, without those inside another one."""
+    out: List[str] = []
+    for path in sorted({norm(p) for p in paths}):
+        if not any(is_under(path, kept) for kept in out):
+            out.append(path)
+    return out
+
+
+@dataclass
+class Scope:
+    """What promote may touch: `paths`, minus the protected (machine-specific) ones.
+
+    restic restore cannot combine --include with --exclude, so a protected
+    path inside a restored path is left out by including its siblings instead;
+    the folders on the way down to it (`route`) are cleaned by shipper, since
+    restic deletes only inside what it includes.
+    """
+
+    paths: List[str]
+    whole: List[str]
+    protected: List[str]
+    route: List[str]
+
+    @classmethod
+    def make(cls, paths: Sequence[str], protected: Sequence[str]) -> Scope:
+        guarded = outermost(protected)
+        restored, whole, inner = [], [], []
+        for path in outermost(paths):
+            if any(is_under(path, m) for m in guarded):
+                whole.append(path)
+                continue
+            restored.append(path)
+            inner += [m for m in guarded if m != path and is_under(m, path)]
+        route: Set[str] = set()
+        for item in inner:
+            parent = posixpath.dirname(item)
+            top = next(p for p in restored if is_under(item, p))
+            while is_under(parent, top):
+                route.add(parent)
+                if parent == top:
+                    break
+                parent = posixpath.dirname(parent)
+        return cls(restored, whole, sorted(inner), sorted(route))
+
+    def includes(self, children: Dict[str, List[str]]) -> List[str]:
+        """restic include paths: each restored path, or the siblings of what it protects."""
+        out = [p for p in self.paths if p not in self.route]
+        kept = set(self.route) | set(self.protected)
+        for folder in self.route:
+            for name in children.get(folder, []):
+                item = posixpath.join(folder, name)
+                if item not in kept:
+                    out.append(item)
+        return sorted(out)
+
+    def keeps(self, path: str) -> bool:
+        """True for a protected path or a folder on the way to one."""
+        return path in self.route or any(is_under(path, m) for m in self.protected)
+
+
+def restic_pattern(path: str) -> str:
+    """An exact path as a restic filter pattern (its glob characters escaped)."""
+    return re.sub(r"([\\*?\[])", r"\\\1", path)
+
+
+def under_root(root: str, path: str) -> str:
+    return path if root == "/" else root.rstrip("/") + path
+
+
+def from_root(root: str, path: str) -> Optional[str]:
+    """A real path as a path in the snapshot's namespace, None when outside root."""
+    path = norm(path)
+    if root == "/":
+        return path
+    base = root.rstrip("/")
+    if path == base:
+        return "/"
+    return path[len(base) :] if path.startswith(base + "/") else None
+
+
+def route_removals(root: str, scope: Scope, children: Dict[str, List[str]]) -> List[str]:
+    """Entries in the route folders that the set does not have (snapshot paths)."""
+    out = []
+    for folder in scope.route:
+        target = under_root(root, folder)
+        try:
+            info = os.lstat(target)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            continue  # a symlink on the way is never followed
+        expected = set(children.get(folder, []))
+        for name in sorted(os.listdir(target)):
+            item = posixpath.join(folder, name)
+            if name not in expected and not scope.keeps(item):
+                out.append(item)
+    return out
+
+
+def remove_entry(path: str) -> None:
+    info = os.lstat(path)
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+# ---------------------------------------------------------------- folders above the paths
+
+
+def ancestors(root: str, paths: Sequence[str]) -> List[str]:
+    """Real folders strictly above each path (restic resets their owner, mode and times)."""
+    out: Set[str] = set()
+    for path in paths:
+        parent = posixpath.dirname(path)
+        while parent != "/":
+            out.add(under_root(root, parent))
+            parent = posixpath.dirname(parent)
+    return sorted(out)
+
+
+def capture_metadata(folders: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    out = {}
+    for folder in folders:
+        try:
+            info = os.lstat(folder)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            out[folder] = {
+                "mode": stat.S_IMODE(info.st_mode),
+                "uid": info.st_uid,
+                "gid": info.st_gid,
+                "atime_ns": info.st_atime_ns,
+                "mtime_ns": info.st_mtime_ns,
+                "xattrs": _xattrs(folder),
+            }
+    return out
+
+
+def _xattrs(path: str) -> Dict[str, str]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    out = {}
+    for name in names:
+        with contextlib.suppress(OSError):
+            out[name] = os.getxattr(path, name, follow_symlinks=False).hex()
+    return out
+
+
+def restore_metadata(saved: Dict[str, Dict[str, Any]]) -> None:
+    """Put back what restic changed on folders outside `paths` (deepest first)."""
+    for folder in sorted(saved, key=len, reverse=True):
+        meta = saved[folder]
+        try:
+            info = os.lstat(folder)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            continue
+        with contextlib.suppress(PermissionError):
+            os.chown(folder, meta["uid"], meta["gid"], follow_symlinks=False)
+        os.chmod(folder, meta["mode"])
+        current = _xattrs(folder)
+        for name, value in meta["xattrs"].items():
+            if current.get(name) != value:
+                with contextlib.suppress(OSError):
+                    os.setxattr(folder, name, bytes.fromhex(value), follow_symlinks=False)
+        for name in set(current) - set(meta["xattrs"]):
+            with contextlib.suppress(OSError):
+                os.removexattr(folder, name, follow_symlinks=False)
+        os.utime(folder, ns=(meta["atime_ns"], meta["mtime_ns"]), follow_symlinks=False)
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@dataclass
+class DatabaseLoad:
+    part: str
+    engine: str
+    database: Optional[str]
+    snapshot: str
+    filename: str
+    bytes: int
+    sha256: Optional[str]
+    server_version: str
+
+    @property
+    def is_globals(self) -> bool:
+        return not self.database
+
+    @property
+    def step(self) -> str:
+        return f"globals:{self.engine}" if self.is_globals else f"database:{self.part}"
+
+
+@dataclass
+class FileChanges:
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    bytes_to_write: int = 0
+    removed_sample: List[str] = field(default_factory=list)
+    bytes_by_path: Dict[str, int] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    set_id: str
+    status: str
+    time: str
+    host: str
+    root: str
+    files_snapshot: Optional[str]
+    scope: Scope
+    includes: List[str]
+    children: Dict[str, List[str]]
+    changes: Optional[FileChanges]
+    databases: List[DatabaseLoad]
+    skipped_parts: Dict[str, str]
+    hooks: List[str]
+    steps: List[str]
+    done: List[str]
+    resumed: bool
+
+    def to_json(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data.pop("children")
+        return data
+
+
+def parts_of_manifest(manifest: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    return {part["name"]: part for part in manifest.get("parts", [])}
+
+
+def failed_parts(manifest: Dict[str, Any]) -> Dict[str, str]:
+    return {
+        name: part.get("error") or part.get("outcome", "?")
+        for name, part in parts_of_manifest(manifest).items()
+        if part.get("outcome") != "ok"
+    }
+
+
+def database_loads(chosen: sets.SnapshotSet, manifest: Dict[str, Any]) -> List[DatabaseLoad]:
+    """The set's database parts that succeeded, globals of each engine first."""
+    present = chosen.parts
+    out = []
+    for name, part in parts_of_manifest(manifest).items():
+        details = part.get("details") or {}
+        if part.get("outcome") != "ok" or "engine" not in details or "filename" not in details:
+            continue
+        snapshot = part.get("snapshot") or (present[name].snapshot if name in present else None)
+        out.append(
+            DatabaseLoad(
+                part=name,
+                engine=details["engine"],
+                database=details.get("database") or None,
+                snapshot=snapshot or "",
+                filename=details["filename"],
+                bytes=int(details.get("bytes") or 0),
+                sha256=details.get("sha256"),
+                server_version=str(details.get("server_version") or ""),
+            )
+        )
+    return sorted(out, key=lambda d: (not d.is_globals, d.engine, d.part))
+
+
+def summarize_preview(root: str, items: List[Dict[str, Any]], paths: Sequence[str]) -> FileChanges:
+    """Counts from restic's dry-run actions; folders (parents of other items) are not counted."""
+    changes = FileChanges()
+    located = []
+    for item in items:
+        where = str(item.get("item", ""))
+        if item.get("action") == "deleted":
+            where = from_root(root, where) or where
+        located.append((str(item.get("action")), where, int(item.get("size") or 0)))
+    folders = {posixpath.dirname(where) for _, where, _ in located}
+    for action, where, size in located:
+        if where in folders:
+            continue
+        if action == "restored":
+            changes.new += 1
+        elif action == "updated":
+            changes.changed += 1
+        elif action == "unchanged":
+            changes.unchanged += 1
+        elif action == "deleted":
+            changes.removed += 1
+            if len(changes.removed_sample) < 10:
+                changes.removed_sample.append(where)
+        if action in ("restored", "updated"):
+            changes.bytes_to_write += size
+            top = next((p for p in paths if is_under(where, p)), "/")
+            changes.bytes_by_path[top] = changes.bytes_by_path.get(top, 0) + size
+    return changes
+
+
+# ---------------------------------------------------------------- the journal
+
+
+class Journal:
+    """The progress file: each finished step, written atomically and synced."""
+
+    def __init__(self, folder: Path, set_id: str):
+        self.path = folder / f"{set_id}.json"
+        self.lock = threading.Lock()
+        self.data: Dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            self.data = json.loads(self.path.read_text())
+
+    @staticmethod
+    def unfinished(folder: Path) -> List[Dict[str, Any]]:
+        out = []
+        for path in sorted(folder.glob("*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                data = json.loads(path.read_text())
+                if data.get("set") and not data.get("finished") and data.get("steps"):
+                    out.append(data)
+        return out
+
+    def start(self, set_id: str, root: str) -> bool:
+        """Begin or resume; True when resuming an interrupted run of the same promote."""
+        resumable = (
+            self.data.get("set") == set_id
+            and self.data.get("root") == root
+            and not self.data.get("finished")
+        )
+        if not resumable:
+            self.data = {"set": set_id, "root": root, "started": _now(), "steps": {}, "attempts": 0}
+        self.data["attempts"] = int(self.data.get("attempts", 0)) + 1
+        self.data["finished"] = None
+        self.save()
+        return resumable and bool(self.data["steps"])
+
+    def done(self, step: str) -> bool:
+        return self.data.get("steps", {}).get(step, {}).get("status") == DONE
+
+    def record(self, step: str, status: str, seconds: float, detail: Any = None) -> None:
+        with self.lock:
+            self.data["steps"][step] = {
+                "status": status,
+                "seconds": round(seconds, 3),
+                "at": _now(),
+                "detail": detail,
+            }
+            self.save()
+
+    def remember(self, key: str, value: Any) -> None:
+        with self.lock:
+            self.data[key] = value
+            self.save()
+
+    def save(self) -> None:
+        write_synced(self.path, json.dumps(self.data, indent=1, default=str))
+
+
+def write_synced(path: Path, text: str) -> None:
+    """Replace a root-only file so that a crash leaves the old or the new one whole."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str
+    seconds: float
+    detail: Any = None
+    earlier: bool = False  # finished by an earlier, interrupted run
+
+
+@dataclass
+class Report:
+    set_id: str
+    root: str
+    outcome: str
+    started: str
+    seconds: float
+    steps: List[StepResult]
+    path: str = ""
+    error: str = ""
+    finished: str = field(default_factory=_now)
+
+    def seconds_of(self, prefix: str) -> float:
+        return round(
+            sum(s.seconds for s in self.steps if s.name.startswith(prefix) and not s.earlier), 3
+        )
+
+    def to_json(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["split"] = {
+            "files": self.seconds_of(FILES),
+            "databases": round(self.seconds_of("globals:") + self.seconds_of("database:"), 3),
+            "hooks": self.seconds_of("hook:"),
+        }
+        return data
+
+
+# ---------------------------------------------------------------- the promotion
+
+
+Say = Callable[[Check], None]
+
+
+class Promotion:
+    """One promote: preflight() and plan() change nothing; run() does the steps."""
+
+    def __init__(
+        self, cfg: Config, restic: Restic, options: Options, engines: Optional[List[Any]] = None
+    ):
+        self.cfg = cfg
+        self.restic = restic
+        self.options = options
+        self.root = norm(os.path.abspath(options.root))
+        self.folder = cfg.state / "promote"
+        self.chosen: Optional[sets.SnapshotSet] = None
+        self.manifest: Dict[str, Any] = {}
+        self.journal: Optional[Journal] = None
+        self.checks: List[Check] = []
+        self._engines = engines
+        self._plan: Optional[Plan] = None
+        self.started = _now()
+        self.clock = time.monotonic()  # the whole command counts in the time to recover
+
+    # ------------------------------------------------------------ preflight
+
+    def preflight(self, say: Say = lambda check: None) -> List[Check]:
+        """Every check, each OK or what to do; the set is chosen here."""
+
+        def check(name: str, ok: bool, message: str, overridable: bool = False) -> bool:
+            item = Check(name, ok, message, overridable)
+            self.checks.append(item)
+            say(item)
+            return ok
+
+        interrupted = Journal.unfinished(self.folder)
+        self._check_role(check, interrupted)
+        try:
+            found = sets.group(self.restic.snapshots())
+        except ResticError as exc:
+            check(
+                "repository",
+                False,
+                f"cannot open the repository {self.restic.repository.display}: {exc}",
+            )
+            return self.checks
+        check("repository", True, f"{self.restic.repository.display}: {len(found)} sets")
+        if not self._choose_set(check, found, interrupted):
+            return self.checks
+        if not self._check_manifest(check):
+            return self.checks
+        self._check_parts(check)
+        self._check_databases(check)
+        return self.checks
+
+    def _check_role(self, check: Callable[..., bool], interrupted: List[Dict[str, Any]]) -> None:
+        if self.cfg.role == "slave":
+            check("role", True, "this server is the slave")
+        elif interrupted:
+            check(
+                "role",
+                True,
+                "this server is master, from an interrupted promote that will now finish",
+            )
+        else:
+            check(
+                "role",
+                self.options.force,
+                "this server is a master: promote runs on the slave"
+                + (
+                    " (--force given: going on)"
+                    if self.options.force
+                    else "; --force to promote anyway"
+                ),
+                overridable=True,
+            )
+
+    def _choose_set(
+        self, check: Callable[..., bool], found: List[sets.SnapshotSet], interrupted
+    ) -> bool:
+        ref = self.options.set_ref
+        if not ref and interrupted:
+            ref = interrupted[-1]["set"]
+        try:
+            self.chosen = sets.find(found, ref) if ref else self._newest(found)
+        except NotFound as exc:
+            return check("set", False, str(exc))
+        chosen = self.chosen
+        age = _age(chosen.time)
+        if chosen.status == sets.INCOMPLETE:
+            return check(
+                "set",
+                False,
+                f"set {chosen.id} is incomplete (no manifest: it never finished); "
+                "choose a complete set with --set (`shipper sets` lists them)",
+            )
+        return check(
+            "set", True, f"{chosen.id} ({chosen.status}, taken {age} ago on {chosen.host or '?'})"
+        )
+
+    def _newest(self, found: List[sets.SnapshotSet]) -> sets.SnapshotSet:
+        newest = sets.newest(found)
+        if newest is not None:
+            return newest
+        partial = sets.newest(found, (sets.PARTIAL,))
+        if partial is not None and self.options.allow_partial:
+            return partial
+        if partial is not None:
+            raise NotFound(
+                f"there is no complete set; the newest is {partial.id}, partial: "
+                "give --allow-partial to promote it"
+            )
+        raise NotFound("there is no set in the repository: nothing to promote")
+
+    def _check_manifest(self, check: Callable[..., bool]) -> bool:
+        assert self.chosen is not None
+        try:
+            manifest = read_manifest(self.restic, self.chosen)
+        except (ResticError, ValueError) as exc:
+            return check(
+                "manifest", False, f"cannot read the manifest of set {self.chosen.id}: {exc}"
+            )
+        if manifest is None:
+            return check(
+                "manifest",
+                False,
+                f"set {self.chosen.id} has no readable manifest: it cannot be promoted",
+            )
+        self.manifest = manifest
+        failed = failed_parts(manifest)
+        if failed:
+            named = "; ".join(f"{name}: {error}" for name, error in failed.items())
+            if not self.options.allow_partial:
+                return check(
+                    "manifest",
+                    False,
+                    f"set {self.chosen.id} is partial, failed part(s): {named}; "
+                    "--allow-partial promotes the rest, or choose another set with --set",
+                )
+            return check("manifest", True, f"partial set, --allow-partial: skipping {named}")
+        return check("manifest", True, f"{len(manifest.get('parts', []))} parts, all ok")
+
+    def _check_parts(self, check: Callable[..., bool]) -> bool:
+        assert self.chosen is not None
+        present = self.chosen.parts
+        ids = {snap.id for snap in self.chosen.snapshots}
+        missing = []
+        for load in database_loads(self.chosen, self.manifest):
+            if not load.snapshot or (load.snapshot not in ids and load.part not in present):
+                missing.append(load.part)
+        files_ok = parts_of_manifest(self.manifest).get(FILES, {}).get("outcome") in (
+            "ok",
+            "unreadable",
+        )
+        if files_ok and FILES not in present:
+            missing.append(FILES)
+        if missing:
+            return check(
+                "parts",
+                False,
+                f"set {self.chosen.id} lacks the snapshot of part(s) "
+                f"{', '.join(missing)}: choose another set with --set",
+            )
+        return check("parts", True, f"{len(present)} part snapshots present")
+
+    def _check_databases(self, check: Callable[..., bool]) -> None:
+        assert self.chosen is not None
+        loads = database_loads(self.chosen, self.manifest)
+        if not loads:
+            return
+        engines = {load.engine for load in loads}
+        try:
+            available = self.engines()
+        except Exception as exc:  # the database layer's own errors, whatever they are
+            check("databases", False, f"cannot find this server's database servers: {exc}")
+            return
+        for name in sorted(engines):
+            engine = available.get(name)
+            if engine is None:
+                check(
+                    f"{name} server",
+                    False,
+                    f"the set has {name} dumps but no {name} server is configured "
+                    "here: install and start it, and configure databases." + name,
+                )
+                continue
+            wanted = next(load.server_version for load in loads if load.engine == name)
+            self._check_version(check, engine, wanted)
+
+    def _check_version(self, check: Callable[..., bool], engine: Any, wanted: str) -> None:
+        from shipper import databases
+
+        label = f"{engine.name} server"
+        try:
+            with engine.credentials():
+                have = engine.version()
+                have_major = engine.major_version()
+        except databases.DatabaseError as exc:
+            check(
+                label, False, f"{exc}; start the local {engine.name} server, then run promote again"
+            )
+            return
+        want_major = major_of(engine.name, wanted) if wanted else have_major
+        if want_major != have_major:
+            forced = self.options.force
+            check(
+                label,
+                forced,
+                f"the set was dumped from {engine.name} {wanted} (major {want_major}), "
+                f"this server runs {have} (major {have_major})"
+                + (
+                    "; --force given: loading anyway"
+                    if forced
+                    else "; install the same major version, or --force to load anyway"
+                ),
+                overridable=True,
+            )
+            return
+        check(label, True, f"running, {have} (the set's: {wanted or '?'})")
+
+    def engines(self) -> Dict[str, Any]:
+        if self._engines is None:
+            from shipper import databases
+
+            self._engines = (
+                databases.engines_from_config(self.cfg.databases)
+                if self.cfg.databases.enabled
+                else []
+            )
+        return {engine.name: engine for engine in self._engines}
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks) and self.chosen is not None
+
+    # ------------------------------------------------------------ plan
+
+    def plan(self, say: Say = lambda check: None) -> Plan:
+        """What run() will do; reads the repository and the disk, changes nothing."""
+        if not self.ready:
+            raise Refused("preflight failed: fix what it names, then run promote again")
+        chosen = self.chosen
+        assert chosen is not None
+        journal = Journal(self.folder, chosen.id)
+        done = [
+            name
+            for name, step in journal.data.get("steps", {}).items()
+            if step.get("status") == DONE
+            and journal.data.get("root") == self.root
+            and not journal.data.get("finished")
+        ]
+        scope = Scope.make(self.manifest.get("paths") or [], self.protected_paths())
+        files_part = chosen.parts.get(FILES)
+        snapshot = files_part.snapshot if files_part else None
+        children: Dict[str, List[str]] = {}
+        includes: List[str] = []
+        changes = None
+        if snapshot and FILES not in done and scope.paths:
+            changes, children = self._preview(snapshot, scope)
+            includes = scope.includes(children)
+            self._check_space(say, changes)
+        loads = database_loads(chosen, self.manifest)
+        post = [hook.name for hook in hooks.find(self.cfg.hooks.dirs, hooks.POST_RESTORE)]
+        steps = [
+            RECEIVER,
+            *([FILES] if snapshot else []),
+            *(load.step for load in loads),
+            *(f"hook:{name}" for name in post),
+            ROLE,
+        ]
+        self._plan = Plan(
+            set_id=chosen.id,
+            status=chosen.status,
+            time=chosen.time.isoformat(),
+            host=str(self.manifest.get("host") or chosen.host),
+            root=self.root,
+            files_snapshot=snapshot,
+            scope=scope,
+            includes=includes,
+            children=children,
+            changes=changes,
+            databases=loads,
+            skipped_parts=failed_parts(self.manifest),
+            hooks=post,
+            steps=steps,
+            done=[s for s in steps if s in done],
+            resumed=bool(done),
+        )
+        return self._plan
+
+    def protected_paths(self) -> List[str]:
+        """Machine-specific paths (this server's and the master's), and shipper's own files here."""
+        own = [
+            self.cfg.state_dir,
+            self.cfg.receiver.repo_dir,
+            os.path.dirname(os.path.abspath(self.cfg.source)),
+        ]
+        if self.cfg.repository.local_path:
+            own.append(self.cfg.repository.local_path)
+        mapped = [from_root(self.root, path) for path in own if path.startswith("/")]
+        return sorted(
+            {
+                norm(p)
+                for p in [
+                    *self.cfg.machine_specific,
+                    *self.manifest.get("machine_specific", []),
+                    *(m for m in mapped if m),
+                ]
+            }
+        )
+
+    def _preview(self, snapshot: str, scope: Scope) -> Tuple[FileChanges, Dict[str, List[str]]]:
+        """restic's dry run over the whole paths: the changes, and what the route folders hold.
+
+        Protected items are in restic's answer (it was asked about whole
+        paths, which saves a `restic ls`) and are taken out of the counts;
+        entries of the route folders that the set lacks are among restic's
+        deletions, which shipper then makes itself.
+        """
+        _, items, errors = self.restic.restore_preview(
+            snapshot, self.root, [restic_pattern(p) for p in scope.paths], delete=True
+        )
+        children: Dict[str, Set[str]] = {folder: set() for folder in scope.route}
+        kept = []
+        for item in items:
+            where = str(item.get("item", ""))
+            if item.get("action") == "deleted":
+                where = from_root(self.root, where) or where
+            elif posixpath.dirname(where) in children:
+                children[posixpath.dirname(where)].add(posixpath.basename(where))
+            if not any(is_under(where, m) for m in scope.protected):
+                kept.append(item)
+        changes = summarize_preview(self.root, kept, scope.paths)
+        changes.warnings = errors
+        return changes, {folder: sorted(names) for folder, names in children.items()}
+
+    def _check_space(self, say: Say, changes: FileChanges) -> None:
+        needed: Dict[int, Tuple[int, str]] = {}
+        for path, size in changes.bytes_by_path.items():
+            where = _existing(under_root(self.root, path))
+            device = os.stat(where).st_dev
+            total, _ = needed.get(device, (0, where))
+            needed[device] = (total + size, where)
+        for total, where in needed.values():
+            usage = shutil.disk_usage(where)
+            ok = usage.free >= total + _SPACE_MARGIN
+            item = Check(
+                "disk",
+                ok,
+                f"{where}: {_human(total)} to write, {_human(usage.free)} free"
+                + ("" if ok else "; free space there, then run promote again"),
+            )
+            self.checks.append(item)
+            say(item)
+
+    # ------------------------------------------------------------ run
+
+    def run(self, on_step: Callable[[str, str], None] = lambda name, status: None) -> Report:
+        """Do every step not done yet; the report is written even when a step fails."""
+        plan = self._plan or self.plan()
+        self.journal = Journal(self.folder, plan.set_id)
+        self.journal.start(plan.set_id, self.root)
+        results = [StepResult("preflight and plan", DONE, round(time.monotonic() - self.clock, 3))]
+        error = ""
+        try:
+            for name, action in self._actions(plan):
+                if name == "databases":
+                    results.extend(self.load_databases(plan, on_step))
+                else:
+                    results.append(self._step(name, action, on_step))
+        except ShipperError as exc:
+            error = str(exc)
+        outcome = "failed" if error else "promoted"
+        if not error:
+            self.journal.remember("finished", _now())
+        report = Report(
+            plan.set_id,
+            self.root,
+            outcome,
+            self.started,
+            round(time.monotonic() - self.clock, 3),
+            results,
+            path=str(self.folder / f"{plan.set_id}-report.json"),
+            error=error,
+        )
+        self.write_report(report)
+        return report
+
+    def _actions(self, plan: Plan) -> Iterator[Tuple[str, Callable[[], Any]]]:
+        yield RECEIVER, lambda: stop_receiver(self.cfg)
+        if plan.files_snapshot:
+            yield FILES, lambda: self.restore_files(plan)
+        if plan.databases:
+            yield "databases", lambda: self.load_databases(plan)
+        for name in plan.hooks:
+            yield f"hook:{name}", lambda name=name: self.run_hook(plan, name)
+        yield ROLE, lambda: become_master(self.cfg, plan.set_id)
+
+    def _step(self, name: str, action: Callable[[], Any], on_step) -> StepResult:
+        journal = self.journal
+        assert journal is not None
+        if journal.done(name):
+            on_step(name, "done earlier")
+            return self._earlier(name)
+        on_step(name, "running")
+        journal.remember("current", name)
+        fault_point(name, "start")
+        clock = time.monotonic()
+        try:
+            detail = action()
+            fault_point(name, "end")
+        except (ShipperError, ResticError, OSError) as exc:
+            seconds = time.monotonic() - clock
+            journal.record(name, FAILED, seconds, str(exc))
+            on_step(name, f"failed: {exc}")
+            raise PromoteFailed(f"step {name} failed: {exc}") from None
+        seconds = time.monotonic() - clock
+        journal.record(name, DONE, seconds, detail)
+        on_step(name, "done")
+        return StepResult(name, DONE, round(seconds, 3), detail)
+
+    def _earlier(self, name: str) -> StepResult:
+        assert self.journal is not None
+        earlier = self.journal.data["steps"][name]
+        return StepResult(
+            name, DONE, earlier.get("seconds", 0.0), earlier.get("detail"), earlier=True
+        )
+
+    # ------------------------------------------------------------ files
+
+    def restore_files(self, plan: Plan) -> Dict[str, Any]:
+        journal = self.journal
+        assert journal is not None and plan.files_snapshot
+        # Saved once, before restic first runs: a resumed run must not save what restic changed.
+        saved = journal.data.get("ancestors")
+        if saved is None:
+            saved = capture_metadata(ancestors(self.root, plan.scope.paths))
+            journal.remember("ancestors", saved)
+        summary: Dict[str, Any] = {}
+        if plan.includes:
+            try:
+                summary = self.restic.restore(
+                    plan.files_snapshot,
+                    self.root,
+                    [restic_pattern(p) for p in plan.includes],
+                    delete=True,
+                )
+            except ResticError as exc:
+                raise PromoteFailed(_with_item_errors(exc)) from None
+        removed = route_removals(self.root, plan.scope, plan.children)
+        for item in removed:
+            remove_entry(under_root(self.root, item))
+        restore_metadata(saved)
+        return {
+            "files_restored": summary.get("files_restored", 0),
+            "files_skipped": summary.get("files_skipped", 0),
+            "files_deleted": int(summary.get("files_deleted", 0)) + len(removed),
+            "bytes_restored": summary.get("bytes_restored", 0),
+        }
+
+    # ------------------------------------------------------------ databases
+
+    def load_databases(self, plan: Plan, on_step: Callable[[str, str], None]) -> List[StepResult]:
+        journal = self.journal
+        assert journal is not None
+        engines = self.engines()
+        results: List[StepResult] = []
+        pending = []
+        for load in plan.databases:
+            if journal.done(load.step):
+                on_step(load.step, "done earlier")
+                results.append(self._earlier(load.step))
+            else:
+                pending.append(load)
+        with contextlib.ExitStack() as stack:
+            for name in sorted({load.engine for load in pending}):
+                stack.enter_context(engines[name].credentials())
+            # Globals first (the databases' owners and grants), then the databases side by side.
+            for load in [item for item in pending if item.is_globals]:
+                results.append(self._load_one(engines, load, on_step))
+            rest = [item for item in pending if not item.is_globals]
+            with concurrent.futures.ThreadPoolExecutor(max(1, self.cfg.databases.parallel)) as pool:
+                results += list(pool.map(lambda item: self._load_one(engines, item, on_step), rest))
+        failed = [r for r in results if r.status == FAILED]
+        if failed:
+            raise PromoteFailed("; ".join(f"{r.name} failed: {r.detail}" for r in failed))
+        return results
+
+    def _load_one(self, engines: Dict[str, Any], load: DatabaseLoad, on_step) -> StepResult:
+        from shipper import databases
+
+        journal = self.journal
+        assert journal is not None
+        on_step(load.step, "running")
+        fault_point(load.step, "start")
+        clock = time.monotonic()
+        try:
+            load_part(self.restic, engines[load.engine], load)
+            fault_point(load.step, "end")
+        except (databases.DatabaseError, ResticError, ShipperError, OSError) as exc:
+            seconds = time.monotonic() - clock
+            journal.record(load.step, FAILED, seconds, str(exc))
+            on_step(load.step, f"failed: {exc}")
+            return StepResult(load.step, FAILED, round(seconds, 3), str(exc))
+        seconds = time.monotonic() - clock
+        detail = {"bytes": load.bytes, "database": load.database}
+        journal.record(load.step, DONE, seconds, detail)
+        on_step(load.step, "done")
+        return StepResult(load.step, DONE, round(seconds, 3), detail)
+
+    # ------------------------------------------------------------ hooks
+
+    def run_hook(self, plan: Plan, name: str) -> str:
+        found = {hook.name: hook for hook in hooks.find(self.cfg.hooks.dirs, hooks.POST_RESTORE)}
+        if name not in found:
+            raise PromoteFailed(
+                f"post-restore hook {name} is gone from {', '.join(self.cfg.hooks.dirs)}"
+            )
+        env = {
+            "SHIPPER_SET_ID": plan.set_id,
+            "SHIPPER_ROLE": "master",
+            "SHIPPER_ROOT": self.root,
+            "SHIPPER_SERVICES": " ".join(self.cfg.promote.services),
+        }
+        hooks.run_one(found[name], hooks.POST_RESTORE, env, self.cfg.hooks.timeout)
+        return str(found[name])
+
+    # ------------------------------------------------------------ report
+
+    def write_report(self, report: Report) -> None:
+        text = json.dumps(report.to_json(), indent=1, default=str)
+        write_synced(Path(report.path), text)
+        write_synced(self.cfg.state / "last-promote.json", text)
+
+
+def load_part(
+    restic: Restic, engine: Any, load: DatabaseLoad, as_name: Optional[str] = None
+) -> None:
+    """Stream one dump from the repository into the engine's loader, checking its digest."""
+    with restic.dump(load.snapshot, "/" + load.filename) as stream:
+        checked = DigestCheckingReader(stream, load.sha256, load.part)
+        if load.is_globals:
+            engine.load_globals(checked)
+        else:
+            engine.load(checked, load.database, as_name=as_name)
+        checked.drain()
+
+
+class DigestCheckingReader:
+    """A stream that fails at its end when the bytes differ from the manifest's sha256.
+
+    The loader reads to the end before it swaps the new database in, so a
+    corrupted dump fails the load and leaves the old database in place.
+    """
+
+    def __init__(self, stream: IO[bytes], sha256: Optional[str], label: str):
+        self.stream = stream
+        self.expected = sha256
+        self.label = label
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.ended = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self._account(data, size)
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        reader = getattr(self.stream, "read1", self.stream.read)
+        data = reader(size)
+        self._account(data, size)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise OSError(
+            "the dump stream is checked on the way; it has no file descriptor to hand out"
+        )
+
+    def _account(self, data: bytes, size: int) -> None:
+        if data:
+            self.digest.update(data)
+            self.size += len(data)
+        elif size != 0 and not self.ended:
+            self.ended = True
+            self._verify()
+
+    def _verify(self) -> None:
+        from shipper import databases
+
+        if self.expected and self.digest.hexdigest() != self.expected:
+            raise databases.DatabaseError(
+                f"the dump of {self.label} read from the repository does not match its manifest "
+                f"(sha256 {self.digest.hexdigest()[:12]}..., expected {self.expected[:12]}...): "
+                "the repository may be damaged; run `shipper check`, or promote another set with --set"
+            )
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.stream.readline()
+            if not line:
+                self._account(b"", -1)
+                return
+            self._account(line, -1)
+            yield line
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self.stream.readline(size)
+        self._account(data, size)
+        return data
+
+
+# ---------------------------------------------------------------- becoming master
+
+
+def stop_receiver(cfg: Config) -> str:
+    """Stop the receiver and keep it stopped, so a returning old master cannot push."""
+    try:
+        from shipper import receiver
+    except ImportError:  # until the receiver module lands
+        return "no receiver on this server"
+    return receiver.stop_for_good(cfg)
+
+
+def major_of(engine: str, version: str) -> str:
+    """The major version in a server's version string: PostgreSQL 15, MariaDB 10.11."""
+    numbers = re.findall(r"\d+", version)
+    if engine == "postgresql" and numbers and int(numbers[0]) >= 10:
+        return numbers[0]
+    return ".".join(numbers[:2])
+
+
+def become_master(cfg: Config, set_id: str) -> str:
+    """role: master and enabled: false in the config file, keeping its comments."""
+    path = Path(cfg.source)
+    text = path.read_text()
+    note = f"  # promoted from set {set_id} on {_now()}"
+    text = set_top_level(text, "role", "master" + note)
+    text = set_top_level(
+        text, "enabled", "false  # until a new slave is configured (`shipper enable`)"
+    )
+    checked = config.parse(text, str(path))
+    if checked.role != "master" or checked.enabled:
+        raise PromoteFailed(
+            f"could not rewrite {path}: set `role: master` and `enabled: false` there by hand"
+        )
+    info = path.stat()
+    tmp = path.with_name(path.name + ".promote")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IMODE(info.st_mode))
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    with contextlib.suppress(PermissionError):
+        os.chown(tmp, info.st_uid, info.st_gid)
+    os.replace(tmp, path)
+    return f"{path}: role master, schedule disabled"
+
+
+def set_top_level(text: str, key: str, value: str) -> str:
+    """Replace (or add) one top-level `key: value` line of a YAML file."""
+    pattern = re.compile(rf"^{re.escape(key)}\s*:.*$", re.MULTILINE)
+    line = f"{key}: {value}"
+    if pattern.search(text):
+        return pattern.sub(lambda _: line, text, count=1)
+    return text.rstrip("\n") + "\n" + line + "\n"
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def fault_point(step: str, when: str) -> None:
+    """Die here, as a crash would, when SHIPPER_FAULT_KILL=<step>:<when> (start or end).
+
+    For tests that prove a killed promote resumes: `end` is the narrowest
+    window, a step's work done but not yet recorded.
+    """
+    if os.environ.get("SHIPPER_FAULT_KILL") == f"{step}:{when}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _with_item_errors(exc: ResticError) -> str:
+    """restic's own summary line ("There were 2 errors") says little: name the items."""
+    items = [
+        line for line in exc.detail.splitlines() if line and not line.lower().startswith("fatal")
+    ]
+    return f"{exc}" + (f"; {'; '.join(items[:5])}" if items else "")
+
+
+def _existing(path: str) -> str:
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _human(count: float) -> str:
+    from shipper.progress import human_bytes
+
+    return human_bytes(count)
+
+
+def _age(when: dt.datetime) -> str:
+    seconds = max(0, int((dt.datetime.now(dt.timezone.utc) - when).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+# ---------------------------------------------------------------- text for the terminal
+
+
+def check_line(check: Check) -> str:
+    return f"  {'OK  ' if check.ok else 'FAIL'} {check.name}: {check.message}"
+
+
+def plan_lines(plan: Plan) -> List[str]:
+    when = dt.datetime.fromisoformat(plan.time)
+    lines = [
+        f"plan: promote set {plan.set_id} ({plan.status}), taken {when:%Y-%m-%d %H:%M:%S} UTC "
+        f"({_age(when)} ago) on {plan.host}",
+    ]
+    if plan.resumed:
+        lines.append(
+            f"  resuming an interrupted promote; already done: {', '.join(plan.done) or '-'}"
+        )
+    lines.append("  - stop the receiver for good (no more pushes from the old master)")
+    lines += _files_lines(plan)
+    for load in plan.databases:
+        what = (
+            f"{load.engine} users and grants"
+            if load.is_globals
+            else f"replace database {load.database}"
+        )
+        lines.append(f"{_mark(plan, load.step)}{what} ({load.engine}, {_human(load.bytes)} dump)")
+    for name, error in plan.skipped_parts.items():
+        lines.append(f"  - skip the failed part {name}: {error}")
+    for name in plan.hooks:
+        lines.append(f"{_mark(plan, 'hook:' + name)}run post-restore hook {name}")
+    lines.append(
+        "  then: this server becomes the master (role: master); the schedule stays "
+        "disabled until a new slave is configured"
+    )
+    return lines
+
+
+def _mark(plan: Plan, step: str) -> str:
+    return "  - (done) " if step in plan.done else "  - "
+
+
+def _files_lines(plan: Plan) -> List[str]:
+    if not plan.files_snapshot:
+        return ["  - files: the set has no files part: nothing to restore"]
+    where = "" if plan.root == "/" else f" under {plan.root}"
+    lines = [
+        f"  - {'(done) ' if FILES in plan.done else ''}restore files in place{where}: "
+        + ", ".join(plan.scope.paths)
+    ]
+    if plan.scope.protected:
+        lines.append(f"     kept as they are (machine-specific): {', '.join(plan.scope.protected)}")
+    if plan.scope.whole:
+        lines.append(f"     not restored (machine-specific): {', '.join(plan.scope.whole)}")
+    changes = plan.changes
+    if changes is not None:
+        lines.append(
+            f"     {changes.new} new, {changes.changed} changed, {changes.removed} removed, "
+            f"{changes.unchanged} unchanged (by size and time); {_human(changes.bytes_to_write)} to write"
+        )
+        for item in changes.removed_sample:
+            lines.append(f"       remove {item}")
+        if changes.removed > len(changes.removed_sample):
+            lines.append(f"       ... and {changes.removed - len(changes.removed_sample)} more")
+        for warning in changes.warnings[:10]:
+            lines.append(f"     restic warns: {warning}")
+    return lines
+
+
+def report_lines(report: Report) -> List[str]:
+    lines = [f"promote of set {report.set_id}: {report.outcome.upper()} in {report.seconds:.1f}s"]
+    for step in report.steps:
+        when = "earlier run" if step.earlier else f"{step.seconds:.1f}s"
+        lines.append(f"  {step.status:<7} {step.name:<32} {when}")
+    split = report.to_json()["split"]
+    lines.append(
+        f"  files {split['files']:.1f}s, databases {split['databases']:.1f}s, hooks {split['hooks']:.1f}s"
+    )
+    if report.error:
+        lines.append(f"  error: {report.error}")
+        lines.append(
+            "  fix the cause and run `shipper promote` again: it resumes at the failed step"
+        )
+    lines.append(f"  report: {report.path}")
+    return lines
