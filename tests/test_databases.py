@@ -279,6 +279,26 @@ def pair(request: Any) -> Dict[str, Any]:
     return {"kit": KITS[engine], "a": first, "b": factory(), "name": engine}
 
 
+class OnlyRead:
+    """A stream with nothing but read(), like restic's dump pipe behind a digest check."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data.read(size)
+
+
+class FailingAtEnd(OnlyRead):
+    """Like promote's digest check: every byte read, then an error instead of EOF."""
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        if not data:
+            raise ValueError("digest mismatch")
+        return data
+
+
 def engine_for(server: Any, kit: Any, **selection: Any) -> Engine:
     return kit.engine(server.config(**selection))
 
@@ -297,12 +317,12 @@ def dump_all(engine: Engine) -> Dict[str, bytes]:
 def load_all(engine: Engine, dumps: Dict[str, bytes], **as_names: str) -> None:
     """Globals, every database, and the globals again (table and routine grants)."""
     label = engine.label
-    engine.load_globals(io.BytesIO(dumps[f"{label}:globals"]))
+    engine.load_globals(OnlyRead(dumps[f"{label}:globals"]))
     for part, data in dumps.items():
         database = part.split(":", 1)[1]
         if database != "globals":
-            engine.load(io.BytesIO(data), database, as_names.get(database))
-    engine.load_globals(io.BytesIO(dumps[f"{label}:globals"]))
+            engine.load(OnlyRead(data), database, as_names.get(database))
+    engine.load_globals(OnlyRead(dumps[f"{label}:globals"]))
 
 
 # ---------------------------------------------------------------- tests
@@ -349,11 +369,11 @@ def test_dump_and_load_between_two_servers(pair: Dict[str, Any], tmp_path: Path)
     assert not [db for db in kit.databases(b) if base.is_scratch(db)]
 
     # Loading again replaces the database whole (the swap with an old one in place) ...
-    target.load(io.BytesIO(dumps[f"{name}:shop"]), "shop")
+    target.load(OnlyRead(dumps[f"{name}:shop"]), "shop")
     assert kit.checksum(b, "shop") == expected
     assert kit.objects(b, "shop") == kit.objects(a, "shop")
     # ... and loads under another name, next to it.
-    target.load(io.BytesIO(dumps[f"{name}:shop"]), "shop", as_name="shop_copy")
+    target.load(OnlyRead(dumps[f"{name}:shop"]), "shop", as_name="shop_copy")
     assert kit.checksum(b, "shop_copy") == expected
     assert kit.objects(b, "shop_copy") == kit.objects(a, "shop")
     assert kit.use_code(b, "shop_copy") == ["order 9001", 42, 1]
@@ -375,13 +395,16 @@ def test_failed_load_keeps_the_previous_database(pair: Dict[str, Any]) -> None:
         (cut_at_line, "truncated"),
     ):
         with pytest.raises(DatabaseError) as failure:
-            target.load(io.BytesIO(broken), "keep")
+            target.load(OnlyRead(broken), "keep")
         assert message in str(failure.value)
         assert name in str(failure.value) and "keep" in str(failure.value)
         assert kit.checksum(b, "keep") == before
         assert kit.objects(b, "keep") == objects
+    with pytest.raises(ValueError, match="digest"):  # the stream itself fails at its end
+        target.load(FailingAtEnd(dump), "keep")
+    assert kit.checksum(b, "keep") == before
     with pytest.raises(DatabaseError):
-        target.load(io.BytesIO(b"garbage\n"), "keep", as_name="never_made")
+        target.load(OnlyRead(b"garbage\n"), "keep", as_name="never_made")
     assert "never_made" not in kit.databases(b)
     assert not [db for db in kit.databases(b) if base.is_scratch(db)]
 
@@ -395,7 +418,7 @@ def test_truncated_globals_load_nothing(pair: Dict[str, Any]) -> None:
             job.command, env={**os.environ, **job.env}, capture_output=True
         ).stdout
     with pytest.raises(DatabaseError, match="truncated"):
-        engine_for(b, kit).load_globals(io.BytesIO(dump[: len(dump) - 40]))
+        engine_for(b, kit).load_globals(OnlyRead(dump[: len(dump) - 40]))
 
 
 def test_mariadb_swap_failure_restores_the_old_database(mariadb_server: Any, monkeypatch) -> None:
@@ -418,7 +441,7 @@ def test_mariadb_swap_failure_restores_the_old_database(mariadb_server: Any, mon
 
     monkeypatch.setattr(mariadb, "_create_one", failing)
     with pytest.raises(DatabaseError, match="injected failure"):
-        engine.load(io.BytesIO(dump), "swapfail")
+        engine.load(OnlyRead(dump), "swapfail")
     monkeypatch.setattr(mariadb, "_create_one", real_create)
     assert failures
     assert kit.checksum(server, "swapfail") == before

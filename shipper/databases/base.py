@@ -280,9 +280,9 @@ class Engine:
         scratch = scratch_name("load", target)
         what = f"database {target}"
         with self.credentials():
-            first = stream.readline(1 << 16)
+            first = _read_head(stream)
             self._drop_database(scratch)
-            self._create_database(scratch, parse_header(first))
+            self._create_database(scratch, parse_header(first.split(b"\n", 1)[0]))
             try:
                 code, tail, errors = self._run_client(self._client_command(scratch), first, stream)
                 self._judge(what, code, tail, errors, self.dump_trailer, UNTOUCHED.format(what))
@@ -363,6 +363,17 @@ class _BytesStream:
         size = len(self._data) if size < 0 else size
         chunk, self._data = self._data[:size], self._data[size:]
         return bytes(chunk)
+
+
+def _read_head(stream: IO[bytes]) -> bytes:
+    """The stream's first bytes, through its first line (only read() is needed of it)."""
+    head = b""
+    while b"\n" not in head and len(head) < CHUNK:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            break
+        head += chunk
+    return head
 
 
 def _copy(first: bytes, stream: IO[bytes], target: IO[bytes]) -> Optional[bytes]:
