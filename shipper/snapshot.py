@@ -331,7 +331,7 @@ class SetRun:
 
 def take(cfg: Config, restic: Restic, announce=None) -> SetResult:
     """Take one set under the host lock and record the run's outcome."""
-    with host_lock(cfg.state, "snapshot"):
+    with host_lock(cfg.state, "snapshot"), _run_marker(cfg, restic):
         run = SetRun(cfg, restic, announce)
         try:
             result = run.run()
@@ -343,6 +343,27 @@ def take(cfg: Config, restic: Restic, announce=None) -> SetResult:
             result.error = "; ".join(p.error for p in result.failures)
         record_run(cfg, result)
         return result
+
+
+@contextlib.contextmanager
+def _run_marker(cfg: Config, restic: Restic) -> Iterator[None]:
+    """Mark a run in progress; after a run that died or failed, clear stale restic locks.
+
+    A killed restic leaves its lock behind, which blocks prune and check (not
+    other backups). `restic unlock` removes only locks whose process is gone,
+    and it costs a restic process, so it runs only after a run that did not
+    end cleanly; the marker stays when the run raised.
+    """
+    marker = cfg.state / "run-in-progress"
+    if marker.exists():
+        log.warning(
+            "the previous run (%s) did not end cleanly; clearing stale restic locks",
+            marker.read_text().strip(),
+        )
+        restic.unlock_stale()
+    _write_private(marker, f"pid {os.getpid()}\n")
+    yield
+    marker.unlink()
 
 
 def plan(cfg: Config) -> Dict[str, Any]:
