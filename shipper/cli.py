@@ -384,6 +384,262 @@ def run_diff(ctx: Context) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- two servers: setup, receiver, prune
+
+
+@command
+def _setup(sub: Any) -> None:
+    p = sub.add_parser(
+        "setup",
+        help="set up the slave or the master, one command each, the same password file on both",
+        description="Run `shipper setup slave` on the slave first: it prints the certificate "
+        "fingerprint that `shipper setup master` needs. Running either again changes only "
+        "what differs.",
+    )
+    roles = p.add_subparsers(dest="role", metavar="ROLE", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--password-file",
+        required=True,
+        metavar="F",
+        help="the shared password (first line), the same file on both servers",
+    )
+    common.add_argument(
+        "--etc-dir",
+        metavar="DIR",
+        help="where the config, secrets and certificates go (default /etc/shipper)",
+    )
+    common.add_argument("--state-dir", metavar="DIR", help="set state_dir in the config")
+    common.add_argument(
+        "--user", default="master", help="the master's user on the receiver (default master)"
+    )
+    common.add_argument(
+        "--service-manager",
+        choices=["auto", "systemd", "none"],
+        default="auto",
+        help="start services through systemd, or (none) as processes; auto: systemd if it runs",
+    )
+    common.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    slave = roles.add_parser(
+        "slave",
+        parents=[common],
+        help="receiver, TLS certificate, htpasswd, secrets",
+        description="Create the repository folder, the TLS key and self-signed certificate "
+        "(prints its SHA-256 fingerprint), the htpasswd entry for the master and the root-only "
+        "secrets, then start and enable the receiver.",
+    )
+    slave.add_argument("--listen", metavar="ADDR:PORT", help="receiver address (default :8000)")
+    slave.add_argument(
+        "--repo-dir", metavar="DIR", help="repositories folder (default /var/lib/shipper/repo)"
+    )
+    slave.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a host name or IP the master uses for this server (repeatable); "
+        "this machine's names and addresses are always in the certificate",
+    )
+    slave.add_argument(
+        "--new-certificate",
+        action="store_true",
+        help="make a new key and certificate even if the present one serves (new fingerprint)",
+    )
+    slave.set_defaults(run=run_setup_slave)
+    master = roles.add_parser(
+        "master",
+        parents=[common],
+        help="config, pinned certificate, repository, first set, schedule",
+        description="Check the slave (reachable, fingerprint, credential), then write the config "
+        "and secrets, pin the slave's certificate, create the repository if needed, take a "
+        "first set and enable the schedule. Nothing is written if a check fails.",
+    )
+    master.add_argument(
+        "--slave", required=True, metavar="HOST[:PORT]", help="the slave's receiver"
+    )
+    master.add_argument(
+        "--fingerprint",
+        required=True,
+        metavar="SHA256",
+        help="the certificate fingerprint `shipper setup slave` printed",
+    )
+    master.add_argument("--no-first-set", action="store_true", help="do not take a first set now")
+    master.set_defaults(run=run_setup_master)
+
+
+def _print_outcome(ctx: Context, outcome: Any, lead: List[str]) -> None:
+    if ctx.args.json:
+        ctx.json(outcome.to_json())
+        return
+    for line in outcome.changes or ["nothing changed"]:
+        ctx.out(f"  {line}")
+    for line in outcome.notes:
+        ctx.out(f"  note: {line}")
+    for line in lead:
+        ctx.out(line)
+
+
+def run_setup_slave(ctx: Context) -> int:
+    from shipper import provision
+
+    a = ctx.args
+    opts = provision.SlaveOptions(
+        config_path=provision.config_path_for(a.config, a.etc_dir),
+        password_file=a.password_file,
+        listen=a.listen,
+        repo_dir=a.repo_dir,
+        etc_dir=a.etc_dir,
+        state_dir=a.state_dir,
+        names=a.name,
+        user=a.user,
+        service_manager=a.service_manager,
+        new_certificate=a.new_certificate,
+    )
+    outcome = provision.setup_slave(opts)
+    v = outcome.values
+    host = next((n for n in a.name), None) or next(
+        (n for n in v["names"] if n not in ("localhost", "127.0.0.1", "::1")), "SLAVE"
+    )
+    _print_outcome(
+        ctx,
+        outcome,
+        [
+            f"receiver certificate SHA-256 fingerprint: {v['fingerprint']}",
+            f"names in the certificate: {', '.join(v['names'])}",
+            "now on the master, with the same password file:",
+            f"  shipper setup master --slave {host}:{v['port']} --password-file FILE "
+            f"--fingerprint {v['fingerprint']}",
+        ],
+    )
+    return 0
+
+
+def run_setup_master(ctx: Context) -> int:
+    from shipper import provision
+
+    a = ctx.args
+    opts = provision.MasterOptions(
+        config_path=provision.config_path_for(a.config, a.etc_dir),
+        slave=a.slave,
+        password_file=a.password_file,
+        fingerprint=a.fingerprint,
+        etc_dir=a.etc_dir,
+        state_dir=a.state_dir,
+        user=a.user,
+        service_manager=a.service_manager,
+        first_set=not a.no_first_set,
+    )
+    progress = Progress()
+    outcome = provision.setup_master(opts, announce=progress.start)
+    progress.finish()
+    _print_outcome(ctx, outcome, [])
+    taken = outcome.values.get("set") or {}
+    return EXIT_PARTIAL if taken.get("status") == sets.PARTIAL and taken.get("taken") else 0
+
+
+@command
+def _receiver(sub: Any) -> None:
+    p = sub.add_parser(
+        "receiver",
+        help="on the slave: run, start, stop or show the receiver (rest-server)",
+        description="With no ACTION, run rest-server in the foreground (--append-only, TLS, "
+        "htpasswd, --private-repos), as shipper-receiver.service does. start/stop go through "
+        "systemd when it manages the receiver, else through the recorded pid.",
+    )
+    p.add_argument("action", nargs="?", default="run", choices=["run", "start", "stop", "status"])
+    p.add_argument("--json", action="store_true", help="status as JSON")
+    p.set_defaults(run=run_receiver)
+
+
+def run_receiver(ctx: Context) -> int:
+    from shipper import receiver
+
+    cfg, action = ctx.cfg, ctx.args.action
+    if action == "run":
+        receiver.exec_foreground(cfg)
+    if action == "start":
+        ctx.out(receiver.start(cfg, receiver.resolve_manager("auto")))
+    elif action == "stop":
+        ctx.out(receiver.stop(cfg))
+    else:
+        state = receiver.status(cfg)
+        if ctx.args.json:
+            ctx.json(state)
+        else:
+            running = f"running (pid {state['pid']})" if state["pid"] else "running"
+            ctx.out(f"receiver: {running if state['running'] else 'stopped'} [{state['manager']}]")
+            ctx.out(f"  listen {state['listen']}, repositories in {state['repo_dir']}")
+            ctx.out(f"  certificate SHA-256 fingerprint: {state['fingerprint']}")
+        return 0 if state["running"] else 3
+    return 0
+
+
+@command
+def _prune(sub: Any) -> None:
+    p = sub.add_parser(
+        "prune",
+        help="on the slave: forget whole sets by the retention policy, then restic prune",
+        description="Keep every set of retention.keep_within, then hourly/daily/weekly ones and "
+        "always the newest complete set; forget every snapshot of the other sets and prune. "
+        "Runs on the local repository (the receiver is append-only).",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    p.add_argument("--json", action="store_true", help="print the plan and outcome as JSON")
+    p.set_defaults(run=run_prune)
+
+
+def run_prune(ctx: Context) -> int:
+    from shipper import retention
+
+    progress = Progress()
+    result = retention.prune(
+        ctx.cfg, ctx.restic(progress), dry_run=ctx.args.dry_run, announce=progress.start
+    )
+    progress.finish()
+    if ctx.args.json:
+        ctx.json(result.to_json())
+        return 0
+    plan = result.plan
+    for decision in plan.decisions:
+        if not decision.keep:
+            verb = "would forget" if result.dry_run else "forgot"
+            ctx.out(
+                f"{verb} {decision.set.id} ({decision.set.status}, "
+                f"{len(decision.set.snapshots)} snapshots)"
+            )
+    first, rest = plan.forget_batches()
+    summary = f"{len(plan.kept)} sets kept, {len(plan.dropped)} "
+    if result.dry_run:
+        ctx.out(
+            summary
+            + f"would be forgotten ({len(first) + len(rest)} snapshots); dry run: nothing changed"
+        )
+    else:
+        ctx.out(
+            summary
+            + f"forgotten ({result.forgotten_snapshots} snapshots), pruned in {result.duration:.1f}s"
+        )
+    return 0
+
+
+@command
+def _enable(sub: Any) -> None:
+    p = sub.add_parser("enable", help="turn the schedule on (enabled: true in the config)")
+    p.set_defaults(run=run_enable, enabled=True)
+    p = sub.add_parser("disable", help="turn the schedule off (enabled: false in the config)")
+    p.set_defaults(run=run_enable, enabled=False)
+
+
+def run_enable(ctx: Context) -> int:
+    from shipper import provision
+
+    path = config.config_path(ctx.args.config)
+    changed = provision.set_enabled(path, ctx.args.enabled)
+    state = "on" if ctx.args.enabled else "off"
+    ctx.out(f"schedule {state} ({path})" if changed else f"the schedule was already {state}")
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
 
 

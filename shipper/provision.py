@@ -1,0 +1,511 @@
+"""`shipper setup slave`, `shipper setup master`, `shipper enable` / `disable`.
+
+Both setups take the same shared password file and derive every secret from
+it (shipper.secrets). Each step compares before it writes, so running a setup
+again changes only what differs and says what it changed. Setup master checks
+everything on the slave side first (reachable, the certificate's fingerprint,
+the credential) and writes nothing on the master when one of them fails.
+
+The config file is edited as text, key by key, so the operator's comments and
+other keys stay as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import yaml
+
+from shipper import config, receiver, secrets, sets, snapshot
+from shipper.config import Config
+from shipper.errors import ShipperError
+from shipper.restic import Restic
+
+DEFAULT_ETC = "/etc/shipper"
+DEFAULT_USER = "master"
+DAEMON_UNIT = "shipper.service"
+PRUNE_TIMER = "shipper-prune.timer"
+
+KeyPath = Tuple[str, ...]
+
+
+@dataclass
+class Outcome:
+    """What a setup did: changes, notes for the operator, and values to print."""
+
+    changes: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    values: Dict[str, Any] = field(default_factory=dict)
+
+    def changed(self, what: str) -> None:
+        self.changes.append(what)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"changes": self.changes, "notes": self.notes, **self.values}
+
+
+# ---------------------------------------------------------------- YAML text edits
+
+
+class EditError(ShipperError):
+    pass
+
+
+def yaml_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z0-9_/.][A-Za-z0-9_./-]*", text) and yaml.safe_load(text) == text:
+        return text
+    return json.dumps(text)
+
+
+_COMMENT = re.compile(r"(\s+#.*)$")
+
+
+def _key_line(indent: str, key: str) -> re.Pattern:
+    return re.compile(rf"^{re.escape(indent)}{re.escape(key)}\s*:(\s|$)")
+
+
+def _replace_value(line: str, prefix: str, value: str) -> str:
+    comment = _COMMENT.search(line[len(prefix) :])
+    return f"{prefix}: {value}{comment.group(1) if comment else ''}"
+
+
+def _set_top(lines: List[str], key: str, value: str) -> List[str]:
+    pattern = _key_line("", key)
+    for i, line in enumerate(lines):
+        if pattern.match(line):
+            return [*lines[:i], _replace_value(line, key, value), *lines[i + 1 :]]
+    return [*lines, f"{key}: {value}"]
+
+
+def _set_nested(lines: List[str], section: str, key: str, value: str) -> List[str]:
+    head = _key_line("", section)
+    start = next((i for i, line in enumerate(lines) if head.match(line)), None)
+    if start is None:
+        return [*lines, f"{section}:", f"  {key}: {value}"]
+    inline = lines[start].split(":", 1)[1].split("#", 1)[0].strip()
+    if inline not in ("", "{}"):
+        raise EditError(f"`{section}:` is not a block mapping")
+    if inline == "{}":
+        lines = [*lines[:start], f"{section}:", *lines[start + 1 :]]
+    end = start
+    for j in range(start + 1, len(lines)):
+        text = lines[j]
+        if not text.strip() or text.startswith("#"):
+            continue
+        if not text[0].isspace():
+            break
+        end = j
+    block = [
+        line
+        for line in lines[start + 1 : end + 1]
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    indent = re.match(r"\s*", block[0]).group(0) if block else "  "
+    pattern = _key_line(indent, key)
+    for i in range(start + 1, end + 1):
+        if pattern.match(lines[i]):
+            replaced = _replace_value(lines[i], indent + key, value)
+            return [*lines[:i], replaced, *lines[i + 1 :]]
+    return [*lines[: end + 1], f"{indent}{key}: {value}", *lines[end + 1 :]]
+
+
+def edit_yaml(text: str, values: Dict[KeyPath, Any]) -> str:
+    """Set keys (top level or one level down) in YAML text, keeping everything else.
+
+    The result is parsed back and must differ from the original only in those
+    keys; otherwise EditError (a layout this editor does not handle).
+    """
+    lines = text.splitlines()
+    try:
+        for path, value in values.items():
+            rendered = yaml_scalar(value)
+            if len(path) == 1:
+                lines = _set_top(lines, path[0], rendered)
+            elif len(path) == 2:
+                lines = _set_nested(lines, path[0], path[1], rendered)
+            else:
+                raise EditError(f"cannot set {'.'.join(path)}")
+    except EditError as exc:
+        raise EditError(f"{exc}; set {_listing(values)} by hand") from None
+    result = "\n".join(lines) + "\n"
+    _verify_edit(text, result, values)
+    return result
+
+
+def _listing(values: Dict[KeyPath, Any]) -> str:
+    return ", ".join(f"{'.'.join(path)}: {yaml_scalar(value)}" for path, value in values.items())
+
+
+def _verify_edit(before: str, after: str, values: Dict[KeyPath, Any]) -> None:
+    try:
+        old = yaml.safe_load(before) or {}
+        new = yaml.safe_load(after) or {}
+    except yaml.YAMLError:
+        raise EditError(
+            f"could not edit the config safely; set {_listing(values)} by hand"
+        ) from None
+    expected = copy.deepcopy(old)
+    for path, value in values.items():
+        node = expected
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[path[-1]] = value
+    if new != expected:
+        raise EditError(f"could not edit the config safely; set {_listing(values)} by hand")
+
+
+def update_config(path: str, values: Dict[KeyPath, Any], fresh: str) -> bool:
+    """Apply values to the config file (or to `fresh` when there is none); False if unchanged."""
+    target = Path(path)
+    exists = target.exists()
+    before = target.read_text() if exists else ""
+    after = edit_yaml(before if exists else fresh, values)
+    if exists and after == before:
+        return False
+    config.parse(after, path)
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = target.stat().st_mode & 0o777 if exists else 0o600
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(after)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, target)
+    return True
+
+
+def set_enabled(path: str, enabled: bool) -> bool:
+    """`enabled:` in the config file; False when it already said so."""
+    if not Path(path).exists():
+        raise ShipperError(f"{path}: no such config file; run `shipper setup master` first")
+    config.load(path)
+    return update_config(path, {("enabled",): enabled}, "")
+
+
+def _existing(path: str) -> Optional[Config]:
+    if not Path(path).exists():
+        return None
+    return config.load(path)
+
+
+# ---------------------------------------------------------------- setup slave
+
+
+@dataclass
+class SlaveOptions:
+    config_path: str
+    password_file: str
+    listen: Optional[str] = None
+    repo_dir: Optional[str] = None
+    etc_dir: Optional[str] = None
+    state_dir: Optional[str] = None
+    names: List[str] = field(default_factory=list)
+    user: str = DEFAULT_USER
+    service_manager: str = "auto"
+    new_certificate: bool = False
+
+
+SLAVE_HEADER = """\
+# shipper on the slave, written by `shipper setup slave`. Running it again
+# changes only the keys it owns (role, repository, receiver); the rest is
+# yours: `shipper config generate` prints every key with its default.
+"""
+
+
+def setup_slave(opts: SlaveOptions) -> Outcome:
+    shared = secrets.derive(secrets.read_shared(opts.password_file))
+    old = _existing(opts.config_path)
+    _check_user(opts.user)
+    rest_server = receiver.binary()
+    etc = Path(opts.etc_dir or DEFAULT_ETC)
+    listen = opts.listen or (old.receiver.listen if old else ":8000")
+    listen_host, port = receiver.split_listen(listen)
+    repo_dir = os.path.abspath(
+        opts.repo_dir or (old.receiver.repo_dir if old else "/var/lib/shipper/repo")
+    )
+    password_file = _pick(opts.etc_dir, old and old.repository.password_file, etc / "secret")
+    tls_cert = _pick(opts.etc_dir, old and old.receiver.tls_cert, etc / "tls" / "receiver.crt")
+    tls_key = _pick(opts.etc_dir, old and old.receiver.tls_key, etc / "tls" / "receiver.key")
+    htpasswd = _pick(opts.etc_dir, old and old.receiver.htpasswd, etc / "htpasswd")
+    out = Outcome()
+    if not os.path.isdir(repo_dir):
+        os.makedirs(repo_dir, mode=0o700)
+        out.changed(f"created the repository folder {repo_dir}")
+    if secrets.write_secret(password_file, shared.restic_password):
+        out.changed(f"wrote the repository password to {password_file} (0600)")
+    if secrets.write_htpasswd(htpasswd, opts.user, shared.receiver_password):
+        out.changed(f"wrote the receiver's htpasswd entry for {opts.user!r} to {htpasswd} (0600)")
+    names = [receiver.normalize_name(n) for n in opts.names]
+    if _certificate_needed(
+        tls_cert,
+        tls_key,
+        names + ([listen_host] if _specific(listen_host) else []),
+        opts.new_certificate,
+    ):
+        all_names = _unique(names + receiver.local_names(listen_host))
+        receiver.make_certificate(tls_key, tls_cert, all_names)
+        out.changed(
+            f"made a new TLS key and self-signed certificate {tls_cert} for {', '.join(all_names)}"
+        )
+    local = os.path.join(repo_dir, opts.user)
+    values: Dict[KeyPath, Any] = {
+        ("role",): "slave",
+        ("repository", "url"): local,
+        ("repository", "password_file"): password_file,
+        ("repository", "local_path"): local,
+        ("receiver", "listen"): listen,
+        ("receiver", "repo_dir"): repo_dir,
+        ("receiver", "tls_cert"): tls_cert,
+        ("receiver", "tls_key"): tls_key,
+        ("receiver", "htpasswd"): htpasswd,
+    }
+    if opts.state_dir:
+        values[("state_dir",)] = os.path.abspath(opts.state_dir)
+    if update_config(opts.config_path, values, SLAVE_HEADER):
+        out.changed(f"wrote {opts.config_path}")
+    cfg = config.load(opts.config_path)
+    manager = receiver.resolve_manager(opts.service_manager)
+    message = receiver.start(cfg, manager, restart=bool(out.changes))
+    if message.startswith(("started", "restarted")):
+        out.changed(message)
+    else:
+        out.notes.append(message)
+    _enable_prune_timer(manager, out)
+    fingerprint = receiver.file_fingerprint(tls_cert)
+    out.values.update(
+        fingerprint=fingerprint,
+        rest_server=rest_server,
+        names=receiver.certificate_names(Path(tls_cert).read_bytes()),
+        repository=local,
+        port=port,
+    )
+    return out
+
+
+def _check_user(user: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9@._-]+", user):
+        raise ShipperError(
+            f"--user {user!r}: use letters, digits and @ . _ - only (rest-server's rule)"
+        )
+
+
+def _pick(etc_flag: Optional[str], existing: Any, default: Path) -> str:
+    """--etc-dir wins; else what the config already says; else the default."""
+    if etc_flag or not existing:
+        return str(default.absolute())
+    return str(existing)
+
+
+def _specific(host: str) -> bool:
+    return host not in ("", "0.0.0.0", "::")
+
+
+def _unique(names: List[str]) -> List[str]:
+    out: List[str] = []
+    for name in names:
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def _certificate_needed(cert: str, key: str, names: List[str], force: bool) -> bool:
+    if force or not (os.path.exists(cert) and os.path.exists(key)):
+        return True
+    try:
+        present = receiver.certificate_names(Path(cert).read_bytes())
+    except ShipperError:
+        return True
+    missing = [name for name in names if receiver.normalize_name(name) not in present]
+    return bool(missing) or receiver.certificate_expires_soon(cert)
+
+
+def _enable_prune_timer(manager: str, out: Outcome) -> None:
+    if manager == "systemd":
+        receiver.systemctl("enable", "--now", PRUNE_TIMER)
+        out.notes.append(f"retention runs from {PRUNE_TIMER} (`shipper prune`)")
+    else:
+        out.notes.append(
+            "systemd does not run this machine: run `shipper prune` daily yourself (cron) "
+            "to apply the retention policy"
+        )
+
+
+# ---------------------------------------------------------------- setup master
+
+
+@dataclass
+class MasterOptions:
+    config_path: str
+    slave: str
+    password_file: str
+    fingerprint: str
+    etc_dir: Optional[str] = None
+    state_dir: Optional[str] = None
+    user: str = DEFAULT_USER
+    service_manager: str = "auto"
+    first_set: bool = True
+
+
+MASTER_HEADER = """\
+# shipper on the master, written by `shipper setup master`. Running it again
+# changes only the keys it owns (role, repository, enabled); the rest is
+# yours: `shipper config generate` prints every key with its default.
+#
+# The file paths each set holds; add yours, e.g. [/etc, /srv, /var/www].
+paths: []
+enabled: false
+"""
+
+
+@dataclass
+class SlaveCheck:
+    host: str
+    port: int
+    der: bytes
+    fingerprint: str
+    repository_exists: bool
+
+
+def check_slave(opts: MasterOptions, receiver_password: str) -> SlaveCheck:
+    """Everything about the slave, before anything is written here."""
+    wanted = receiver.normalize_fingerprint(opts.fingerprint)
+    host, port = receiver.split_hostport(opts.slave)
+    der = receiver.fetch_certificate(host, port)
+    found = receiver.fingerprint(der)
+    where = f"{host}:{port}"
+    if found != wanted:
+        raise receiver.FingerprintMismatch(
+            f"the receiver at {where} presents a certificate with SHA-256 fingerprint {found}, "
+            f"not the {wanted} given with --fingerprint: check the fingerprint `shipper setup slave` "
+            "printed (and that --slave names the slave, not another machine). Nothing was written"
+        )
+    names = receiver.certificate_names(der)
+    if receiver.normalize_name(host) not in names:
+        raise receiver.ReceiverError(
+            f"the slave's certificate names {', '.join(names)}, not {host}: give --slave one of "
+            f"those, or run `shipper setup slave --name {host} --new-certificate` on the slave "
+            "(its fingerprint changes). Nothing was written"
+        )
+    exists = receiver.probe_repository(host, port, opts.user, receiver_password, der)
+    return SlaveCheck(host, port, der, found, exists)
+
+
+def rest_url(host: str, port: int, user: str) -> str:
+    bracketed = f"[{host}]" if ":" in host else host
+    return f"rest:https://{bracketed}:{port}/{user}/"
+
+
+def setup_master(opts: MasterOptions, announce: Optional[Callable[[str], None]] = None) -> Outcome:
+    shared = secrets.derive(secrets.read_shared(opts.password_file))
+    _check_user(opts.user)
+    old = _existing(opts.config_path)
+    slave = check_slave(opts, shared.receiver_password)
+    etc = Path(opts.etc_dir or DEFAULT_ETC)
+    password_file = _pick(opts.etc_dir, old and old.repository.password_file, etc / "secret")
+    rest_password_file = _pick(
+        opts.etc_dir, old and old.repository.rest_password_file, etc / "receiver-password"
+    )
+    cacert = _pick(opts.etc_dir, old and old.repository.cacert, etc / "tls" / "slave.crt")
+    out = Outcome()
+    if secrets.write_secret(password_file, shared.restic_password):
+        out.changed(f"wrote the repository password to {password_file} (0600)")
+    if secrets.write_secret(rest_password_file, shared.receiver_password):
+        out.changed(f"wrote the receiver credential to {rest_password_file} (0600)")
+    if _write_certificate(cacert, slave.der):
+        out.changed(f"pinned the slave's certificate {slave.fingerprint} in {cacert}")
+    values: Dict[KeyPath, Any] = {
+        ("role",): "master",
+        ("repository", "url"): rest_url(slave.host, slave.port, opts.user),
+        ("repository", "password_file"): password_file,
+        ("repository", "cacert"): cacert,
+        ("repository", "rest_user"): opts.user,
+        ("repository", "rest_password_file"): rest_password_file,
+    }
+    if opts.state_dir:
+        values[("state_dir",)] = os.path.abspath(opts.state_dir)
+    if update_config(opts.config_path, values, MASTER_HEADER):
+        out.changed(f"wrote {opts.config_path}")
+    cfg = config.load(opts.config_path)
+    restic = Restic.for_config(cfg, remote=True)
+    if not slave.repository_exists and restic.init():
+        out.changed(f"created the repository at {cfg.repository.url}")
+    _first_set(cfg, restic, opts, out, announce)
+    _enable_schedule(cfg, opts, out)
+    return out
+
+
+def _write_certificate(path: str, der: bytes) -> bool:
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    target = Path(path)
+    if target.exists() and target.read_text() == pem:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(pem)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+    return True
+
+
+def _first_set(
+    cfg: Config,
+    restic: Restic,
+    opts: MasterOptions,
+    out: Outcome,
+    announce: Optional[Callable[[str], None]],
+) -> None:
+    newest = sets.newest(sets.group(restic.snapshots()))
+    if newest is not None:
+        out.notes.append(f"the repository holds sets already (newest complete: {newest.id})")
+        out.values["set"] = {"id": newest.id, "status": newest.status, "taken": False}
+        return
+    if not opts.first_set:
+        out.notes.append("no first set taken (--no-first-set)")
+        return
+    result = snapshot.take(cfg, restic, announce=announce)
+    out.changed(f"took the first set {result.set_id}: {result.status}")
+    out.values["set"] = {"id": result.set_id, "status": result.status, "taken": True}
+    if result.failures:
+        out.notes.append(
+            "; ".join(f"part {p.name} {p.outcome}: {p.error}" for p in result.failures)
+        )
+
+
+def _enable_schedule(cfg: Config, opts: MasterOptions, out: Outcome) -> None:
+    if set_enabled(opts.config_path, True):
+        out.changed("enabled the schedule (enabled: true)")
+    manager = receiver.resolve_manager(opts.service_manager)
+    if manager == "systemd":
+        receiver.systemctl("enable", "--now", DAEMON_UNIT)
+        out.notes.append(f"sets are taken by {DAEMON_UNIT} on the schedule {cfg.schedule!r}")
+    else:
+        out.notes.append(
+            "systemd does not run this machine: start `shipper daemon` yourself to take sets "
+            f"on the schedule {cfg.schedule!r}"
+        )
+
+
+def config_path_for(explicit: Optional[str], etc_dir: Optional[str]) -> str:
+    """-c, $SHIPPER_CONFIG, or shipper.yml in --etc-dir (default /etc/shipper)."""
+    chosen = explicit or os.environ.get("SHIPPER_CONFIG")
+    if chosen:
+        return chosen
+    return os.path.join(etc_dir or DEFAULT_ETC, "shipper.yml")

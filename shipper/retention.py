@@ -1,0 +1,282 @@
+"""Retention on the slave: which whole sets to keep, then forget and prune.
+
+shipper chooses the sets itself instead of `restic forget --keep-*`, because
+restic judges single snapshots and would keep half a set. The rules, by the
+set's time (its id), in this machine's time zone:
+
+- every committed set (complete or partial) younger than keep_within;
+- the newest set in each of the last `hourly` hours, `daily` days and
+  `weekly` ISO weeks that hold a set (restic's counting: buckets with no set
+  do not count), preferring a complete set to a partial one in a bucket;
+- always the newest complete set (and, with no complete set at all, the
+  newest partial one), however old;
+- an incomplete set (no manifest: it never committed) only while younger than
+  keep_within or than a run could still be going on (6 hours, or twice the
+  lock wait if longer).
+
+Every snapshot of a dropped set is forgotten: first the manifest carriers (a
+set cut short there is just incomplete, never promotable), then the rest;
+then `restic prune` frees the space. Only on a local repository: the
+receiver is append-only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from shipper import sets
+from shipper.config import Config
+from shipper.errors import Refused
+from shipper.lock import host_lock
+from shipper.restic import Restic
+from shipper.sets import COMPLETE, INCOMPLETE, PARTIAL, SnapshotSet
+
+STALE_MINIMUM = dt.timedelta(hours=6)
+FORGET_BATCH = 200
+
+
+@dataclass(frozen=True)
+class Policy:
+    keep_within: str = "48h"
+    hourly: int = 168
+    daily: int = 30
+    weekly: int = 12
+    lock_wait: int = 120
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Policy:
+        r = cfg.retention
+        return cls(r.keep_within, r.hourly, r.daily, r.weekly, cfg.repository.lock_wait)
+
+    @property
+    def stale_after(self) -> dt.timedelta:
+        return max(STALE_MINIMUM, dt.timedelta(seconds=2 * self.lock_wait))
+
+    def describe(self) -> str:
+        return (
+            f"every set of the last {self.keep_within}, then {self.hourly} hourly, "
+            f"{self.daily} daily, {self.weekly} weekly; always the newest complete set"
+        )
+
+
+@dataclass
+class Decision:
+    set: SnapshotSet
+    reasons: List[str] = field(default_factory=list)
+
+    @property
+    def keep(self) -> bool:
+        return bool(self.reasons)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "id": self.set.id,
+            "time": self.set.time.isoformat(),
+            "status": self.set.status,
+            "keep": self.keep,
+            "reasons": self.reasons,
+            "snapshots": [s.id for s in self.set.snapshots],
+        }
+
+
+@dataclass
+class Plan:
+    decisions: List[Decision]
+    policy: Policy
+
+    @property
+    def kept(self) -> List[SnapshotSet]:
+        return [d.set for d in self.decisions if d.keep]
+
+    @property
+    def dropped(self) -> List[SnapshotSet]:
+        return [d.set for d in self.decisions if not d.keep]
+
+    def forget_batches(self) -> Tuple[List[str], List[str]]:
+        """Snapshot ids to forget: the manifest carriers first, then the other parts."""
+        first: List[str] = []
+        rest: List[str] = []
+        for chosen in self.dropped:
+            carriers = {
+                s.id for s in chosen.snapshots if f"{sets.PART_TAG}:{sets.MANIFEST_PART}" in s.tags
+            }
+            for snap in chosen.snapshots:
+                (first if snap.id in carriers else rest).append(snap.id)
+        return first, rest
+
+    def to_json(self) -> Dict[str, Any]:
+        first, rest = self.forget_batches()
+        return {
+            "policy": self.policy.describe(),
+            "keep": len(self.kept),
+            "forget": len(self.dropped),
+            "forget_snapshots": len(first) + len(rest),
+            "sets": [d.to_json() for d in self.decisions],
+        }
+
+
+# ---------------------------------------------------------------- durations
+
+
+def parse_duration(text: str) -> Tuple[int, int, int, int]:
+    """restic's duration ('48h', '7d', '1y2m') as (years, months, days, hours)."""
+    if not re.fullmatch(r"(\d+[ymdh])+", text):
+        raise ValueError(f"{text!r} is not a duration like 48h, 7d or 1y2m")
+    amounts = {"y": 0, "m": 0, "d": 0, "h": 0}
+    for number, unit in re.findall(r"(\d+)([ymdh])", text):
+        amounts[unit] += int(number)
+    return amounts["y"], amounts["m"], amounts["d"], amounts["h"]
+
+
+def subtract(now: dt.datetime, text: str) -> dt.datetime:
+    """now minus a restic duration, with calendar years and months (as restic does)."""
+    years, months, days, hours = parse_duration(text)
+    total = now.year * 12 + (now.month - 1) - years * 12 - months
+    year, month = divmod(total, 12)
+    month += 1
+    day = min(now.day, _month_days(year, month))
+    moved = now.replace(year=year, month=month, day=day)
+    return moved - dt.timedelta(days=days, hours=hours)
+
+
+def _month_days(year: int, month: int) -> int:
+    following = dt.date(year + month // 12, month % 12 + 1, 1)
+    return (following - dt.timedelta(days=1)).day
+
+
+# ---------------------------------------------------------------- choosing
+
+
+def _hour(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:00")
+
+
+def _day(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%d")
+
+
+def _week(t: dt.datetime) -> str:
+    year, week, _ = t.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def plan(
+    found: Sequence[SnapshotSet],
+    policy: Policy,
+    now: Optional[dt.datetime] = None,
+    tz: Optional[dt.tzinfo] = None,
+) -> Plan:
+    """Decide set by set; `found` in any order, the plan lists them newest first."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    ordered = sorted(found, key=lambda s: s.id, reverse=True)
+    decisions = {s.id: Decision(s) for s in ordered}
+    cutoff = subtract(now.astimezone(tz), policy.keep_within)
+    committed = [s for s in ordered if s.status in (COMPLETE, PARTIAL)]
+    for chosen in committed:
+        if chosen.time >= cutoff:
+            decisions[chosen.id].reasons.append(f"within {policy.keep_within}")
+    for name, count, key in (
+        ("hourly", policy.hourly, _hour),
+        ("daily", policy.daily, _day),
+        ("weekly", policy.weekly, _week),
+    ):
+        for bucket, chosen in _buckets(committed, count, key, tz):
+            decisions[chosen.id].reasons.append(f"{name} {bucket}")
+    newest = sets.newest(ordered) or sets.newest(ordered, (PARTIAL,))
+    if newest is not None:
+        decisions[newest.id].reasons.insert(0, f"newest {newest.status} set")
+    for chosen in ordered:
+        if chosen.status == INCOMPLETE and _incomplete_kept(chosen, cutoff, now, policy):
+            decisions[chosen.id].reasons.append("incomplete, may still be running or recent")
+    return Plan([decisions[s.id] for s in ordered], policy)
+
+
+def _buckets(
+    committed: List[SnapshotSet],
+    count: int,
+    key: Callable[[dt.datetime], str],
+    tz: Optional[dt.tzinfo],
+) -> List[Tuple[str, SnapshotSet]]:
+    """The newest set of each of the newest `count` buckets; complete beats partial."""
+    chosen: Dict[str, SnapshotSet] = {}
+    order: List[str] = []
+    for item in committed:
+        bucket = key(item.time.astimezone(tz))
+        if bucket not in chosen:
+            if len(order) == count:
+                break
+            order.append(bucket)
+            chosen[bucket] = item
+        elif chosen[bucket].status != COMPLETE and item.status == COMPLETE:
+            chosen[bucket] = item
+    return [(bucket, chosen[bucket]) for bucket in order]
+
+
+def _incomplete_kept(
+    chosen: SnapshotSet, cutoff: dt.datetime, now: dt.datetime, policy: Policy
+) -> bool:
+    return chosen.time >= cutoff or chosen.time >= now - policy.stale_after
+
+
+# ---------------------------------------------------------------- doing it
+
+
+@dataclass
+class PruneResult:
+    plan: Plan
+    dry_run: bool
+    forgotten_snapshots: int = 0
+    pruned: bool = False
+    duration: float = 0.0
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            **self.plan.to_json(),
+            "dry_run": self.dry_run,
+            "forgotten_snapshots": self.forgotten_snapshots,
+            "pruned": self.pruned,
+            "duration": self.duration,
+        }
+
+
+def require_local(restic: Restic) -> None:
+    url = restic.repository.url
+    if re.match(r"^[a-z0-9]+:", url) and not url.startswith("local:"):
+        raise Refused(
+            f"shipper prune needs the repository as a local path, not {url}: the receiver is "
+            "append-only, so sets are forgotten on the slave; run `shipper prune` there "
+            "(role: slave with repository.local_path)"
+        )
+
+
+def prune(
+    cfg: Config,
+    restic: Restic,
+    dry_run: bool = False,
+    now: Optional[dt.datetime] = None,
+    announce: Optional[Callable[[str], None]] = None,
+) -> PruneResult:
+    """Forget the sets the policy drops and prune, under the host lock."""
+    require_local(restic)
+    say = announce or (lambda label: None)
+    clock = time.monotonic()
+    with host_lock(cfg.state, "prune"):
+        chosen = plan(sets.group(restic.snapshots()), Policy.from_config(cfg), now)
+        result = PruneResult(chosen, dry_run)
+        if dry_run:
+            return result
+        first, rest = chosen.forget_batches()
+        for ids in (first, rest):
+            for start in range(0, len(ids), FORGET_BATCH):
+                say(f"forget {len(chosen.dropped)} sets")
+                restic.forget(ids[start : start + FORGET_BATCH])
+                result.forgotten_snapshots += len(ids[start : start + FORGET_BATCH])
+        say("prune")
+        restic.prune()
+        result.pruned = True
+    result.duration = round(time.monotonic() - clock, 3)
+    return result
