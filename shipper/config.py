@@ -9,9 +9,10 @@ module reads the configuration by string keys or knows a default.
 from __future__ import annotations
 
 import copy
-import json
 import dataclasses
 import difflib
+import hashlib
+import json
 import os
 import socket
 import stat
@@ -22,9 +23,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import jsonschema
 import yaml
-from croniter import croniter
+
+# jsonschema and croniter are imported where they are used: together they
+# cost more start-up time than a whole unchanged `restic backup` may add, and
+# a config that validated before is read from the cache without them.
 
 DEFAULT_PATH = "/etc/shipper/shipper.yml"
 
@@ -110,12 +113,18 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class Check:
+    read_data_subset: Optional[str]
+
+
+@dataclass(frozen=True)
 class Notify:
     max_age: Optional[int]
     email_to: List[str]
     email_from: Optional[str]
     smtp_host: Optional[str]
     sendmail: str
+    repeat_after: Optional[int]
     webhook_start: Optional[str]
     webhook_success: Optional[str]
     webhook_failure: Optional[str]
@@ -138,6 +147,7 @@ class Config:
     receiver: Receiver
     promote: Promote
     retention: Retention
+    check: Check
     notify: Notify
     source: str = "<defaults>"
 
@@ -163,6 +173,8 @@ _CRON_FIELD_SPAN = (60, 24, 31, 12, 8)  # minute, hour, day, month, weekday
 
 
 def _check_cron(value: object) -> bool:
+    from croniter import croniter
+
     if not isinstance(value, str):
         return True
     fields = value.split()
@@ -178,8 +190,12 @@ def _check_cron(value: object) -> bool:
     return True
 
 
-_FORMATS = jsonschema.FormatChecker()
-_FORMATS.checks("cron")(_check_cron)
+def _validator() -> Any:
+    import jsonschema
+
+    formats = jsonschema.FormatChecker()
+    formats.checks("cron")(_check_cron)
+    return jsonschema.Draft202012Validator(schema(), format_checker=formats)
 
 
 def _resolve(node: Dict[str, Any]) -> Dict[str, Any]:
@@ -252,11 +268,11 @@ def _dotted(path: typing.Sequence[Any]) -> str:
     return out or "(top level)"
 
 
-def _known_keys(error: jsonschema.ValidationError) -> List[str]:
+def _known_keys(error: Any) -> List[str]:
     return sorted(error.schema.get("properties", {}))
 
 
-def _describe(error: jsonschema.ValidationError, root, source: str) -> List[str]:
+def _describe(error: Any, root, source: str) -> List[str]:
     path = list(error.absolute_path)
     if error.validator == "additionalProperties":
         known = _known_keys(error)
@@ -324,6 +340,8 @@ def _semantic_problems(data: Dict[str, Any], root, source: str) -> List[str]:
 
 def _fires(expression: str) -> bool:
     try:
+        from croniter import croniter
+
         croniter(expression).get_next()
     except Exception:  # croniter raises several types for impossible dates
         return False
@@ -332,6 +350,15 @@ def _fires(expression: str) -> bool:
 
 def parse(text: str, source: str = "<string>") -> Config:
     """Validate and build a Config from YAML text; raises ConfigError."""
+    return _from_data(validated(text, source), source)
+
+
+def _from_data(data: Dict[str, Any], source: str) -> Config:
+    return dataclasses.replace(_build(Config, data), source=source)
+
+
+def validated(text: str, source: str) -> Dict[str, Any]:
+    """The document with every default filled in; raises ConfigError."""
     data, root = _compose(text, source)
     if data is None:
         data = {}
@@ -339,15 +366,14 @@ def parse(text: str, source: str = "<string>") -> Config:
         raise ConfigError(
             [f"{source}:1: the file must be a mapping of keys, not {type(data).__name__}"]
         )
-    validator = jsonschema.Draft202012Validator(schema(), format_checker=_FORMATS)
+    validator = _validator()
     problems: List[str] = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         problems.extend(_describe(error, root, source))
     problems.extend(_semantic_problems(data, root, source))
     if problems:
         raise ConfigError(problems)
-    data = apply_defaults(data, schema())
-    return dataclasses.replace(_build(Config, data), source=source)
+    return apply_defaults(data, schema())
 
 
 def config_path(explicit: Optional[str] = None) -> str:
@@ -368,7 +394,46 @@ def load(path: Optional[str] = None) -> Config:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read the config file: {exc}"]) from None
-    return parse(text, path)
+    return _from_data(_cached_validation(text, path), path)
+
+
+def _cached_validation(text: str, path: str) -> Dict[str, Any]:
+    """Validate once per content: a run reads the result instead of loading jsonschema.
+
+    The cache holds what the config file holds (paths and settings, no
+    secret), keyed by the file's text and the schema's, in a root-only folder.
+    """
+    schema_text = resources.files("shipper").joinpath("schema.yaml").read_bytes()
+    key = hashlib.sha256(schema_text + b"\0" + text.encode()).hexdigest()
+    cache = _cache_dir() / (
+        hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:32] + ".json"
+    )
+    try:
+        stored = json.loads(cache.read_text())
+        if stored.get("key") == key:
+            return stored["data"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    data = validated(text, path)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"key": key, "data": data}, handle)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only cache only costs time
+    return data
+
+
+def _cache_dir() -> Path:
+    explicit = os.environ.get("SHIPPER_CACHE_DIR")
+    if explicit:
+        return Path(explicit) / "config"
+    if os.geteuid() == 0:
+        return Path("/var/cache/shipper/config")
+    return Path.home() / ".cache" / "shipper" / "config"
 
 
 def secret_problems(cfg: Config) -> List[str]:
