@@ -569,3 +569,29 @@ def test_wrap_with_hash_runs_the_job(tmp_path: Path) -> None:
     done = subprocess.run(wrap_with_hash(job, str(result)), capture_output=True)
     assert done.stdout == b"abc"
     assert json.loads(result.read_text())["sha256"] == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_unchanged_database_dumps_the_same_bytes(pair: Dict[str, Any]) -> None:
+    """What restic deduplicates: no dates, no random order (pg_dump's \\restrict key aside)."""
+    kit, a, name = pair["kit"], pair["a"], pair["name"]
+    kit.create_db(a, "steady")
+    engine = engine_for(a, kit, databases=["steady"])
+    first, second = (dump_all(engine)[f"{name}:steady"] for _ in range(2))
+
+    def stable(dump: bytes) -> List[bytes]:
+        return [
+            line
+            for line in dump.split(b"\n")
+            if not line.startswith((b"\\restrict", b"\\unrestrict"))
+        ]
+
+    assert stable(first) == stable(second)
+
+
+def test_mariadb_option_file_survives_any_password(mariadb_server: Any, tmp_path: Path) -> None:
+    password_file = private_file(tmp_path / "pw", PASSWORD_B)
+    engine = MariaDB(mariadb_server.config(password_file=password_file))
+    with engine.credentials():
+        options = mariadb._read_options(engine.option_file)
+    assert options["password"] == PASSWORD_B
+    assert options["socket"] == mariadb_server.socket and options["user"] == "root"
