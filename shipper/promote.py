@@ -349,7 +349,7 @@ def database_loads(chosen: sets.SnapshotSet, manifest: Dict[str, Any]) -> List[D
         out.append(
             DatabaseLoad(
                 part=name,
-                engine=details["engine"],
+                engine=name.split(":", 1)[0],  # the server's label: mariadb, mariadb2, ...
                 database=details.get("database") or None,
                 snapshot=snapshot or "",
                 filename=details["filename"],
@@ -741,7 +741,7 @@ class Promotion:
                 if self.cfg.databases.enabled
                 else []
             )
-        return {engine.name: engine for engine in self._engines}
+        return {engine.label: engine for engine in self._engines}
 
     @property
     def ready(self) -> bool:
@@ -1078,6 +1078,8 @@ class DigestCheckingReader:
     def read(self, size: int = -1) -> bytes:
         data = self.stream.read(size)
         self._account(data, size)
+        if size is None or size < 0:
+            self._account(b"", -1)  # all of it was read: judge it now
         return data
 
     def read1(self, size: int = -1) -> bytes:
@@ -1141,10 +1143,8 @@ class DigestCheckingReader:
 
 def stop_receiver(cfg: Config) -> str:
     """Stop the receiver and keep it stopped, so a returning old master cannot push."""
-    try:
-        from shipper import receiver
-    except ImportError:  # until the receiver module lands
-        return "no receiver on this server"
+    from shipper import receiver
+
     return receiver.stop_for_good(cfg)
 
 
@@ -1253,7 +1253,9 @@ def plan_lines(plan: Plan) -> List[str]:
         lines.append(
             f"  resuming an interrupted promote; already done: {', '.join(plan.done) or '-'}"
         )
-    lines.append("  - stop the receiver for good (no more pushes from the old master)")
+    lines.append(
+        f"{_mark(plan, RECEIVER)}stop the receiver for good (no more pushes from the old master)"
+    )
     lines += _files_lines(plan)
     for load in plan.databases:
         what = (

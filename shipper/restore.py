@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from shipper import sets
-from shipper.errors import NotFound, Refused
+from shipper.errors import NotFound, Refused, ShipperError
 from shipper.restic import Restic, ResticError
 
 
@@ -95,8 +95,11 @@ def restore_database(cfg: Any, restic: Restic, load: Any, as_name: Optional[str]
     from shipper import databases, promote
 
     engines = databases.engines_from_config(cfg.databases)
-    engine = next((e for e in engines if e.name == load.engine), None)
+    engine = next((e for e in engines if e.label == load.engine), None)
     if engine is None:
         raise NotFound(f"no {load.engine} server is configured here (databases.{load.engine} in the config)")
-    with engine.credentials():
-        promote.load_part(restic, engine, load, as_name=None if load.is_globals else as_name)
+    try:
+        with engine.credentials():
+            promote.load_part(restic, engine, load, as_name=None if load.is_globals else as_name)
+    except databases.DatabaseError as exc:
+        raise ShipperError(str(exc)) from None
