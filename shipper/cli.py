@@ -497,9 +497,7 @@ def run_setup_slave(ctx: Context) -> int:
     )
     outcome = provision.setup_slave(opts)
     v = outcome.values
-    host = next((n for n in a.name), None) or next(
-        (n for n in v["names"] if n not in ("localhost", "127.0.0.1", "::1")), "SLAVE"
-    )
+    host = next(iter(a.name), None) or _address_for_master(v["names"])
     _print_outcome(
         ctx,
         outcome,
@@ -512,6 +510,13 @@ def run_setup_slave(ctx: Context) -> int:
         ],
     )
     return 0
+
+
+def _address_for_master(names: List[str]) -> str:
+    """An IPv4 address of this machine if it has one (no DNS needed), else its host name."""
+    remote = [n for n in names if n not in ("localhost", "127.0.0.1", "::1")]
+    ipv4 = [n for n in remote if n.replace(".", "").isdigit()]
+    return (ipv4 or remote or ["SLAVE"])[0]
 
 
 def run_setup_master(ctx: Context) -> int:

@@ -1,0 +1,182 @@
+"""Two servers from scratch: `shipper setup slave`, then `shipper setup master`.
+
+The end-to-end test runs each side in its own network namespace (tests/netns.py),
+the slave's receiver on its default port, and follows an operator: set up the
+slave, give the master the printed fingerprint, see the set arrive; then the
+mistakes (wrong fingerprint, wrong password, stopped receiver), each a clear
+error that changes nothing on the slave. The YAML editing setup relies on is
+tested on its own first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shipper import provision
+from tests.shipperenv import PASSWORD, make_dataset, mutate_dataset, write_secret
+from tests.test_receiver import (
+    Side,
+    printed_fingerprint,
+    repository_files,
+    setup_master,
+    setup_slave,
+    slave_digest,
+    write_master_config,
+)
+
+# ---------------------------------------------------------------- editing the config as text
+
+OPERATOR_CONFIG = """\
+# my master
+paths: [/srv]   # what the sets hold
+repository:
+  # where sets go
+  url: /old/place   # replaced by setup
+
+  lock_wait: 5
+# the schedule
+schedule: "*/5 * * * *"
+"""
+
+
+def test_edit_keeps_comments_and_other_keys():
+    values = {
+        ("repository", "url"): "rest:https://10.0.0.2:8000/master/",
+        ("repository", "cacert"): "/etc/shipper/tls/slave.crt",
+        ("role",): "master",
+        ("enabled",): True,
+    }
+    text = provision.edit_yaml(OPERATOR_CONFIG, values)
+    assert "# my master\npaths: [/srv]   # what the sets hold\n" in text
+    assert '  url: "rest:https://10.0.0.2:8000/master/"   # replaced by setup\n' in text
+    assert "  lock_wait: 5\n  cacert: /etc/shipper/tls/slave.crt\n# the schedule\n" in text
+    data = yaml.safe_load(text)
+    assert (
+        data["schedule"] == "*/5 * * * *" and data["role"] == "master" and data["enabled"] is True
+    )
+    assert provision.edit_yaml(text, values) == text
+
+
+def test_edit_adds_a_missing_section_and_converts_an_empty_one():
+    text = provision.edit_yaml("receiver: {}\n", {("receiver", "listen"): ":8000"})
+    assert yaml.safe_load(text) == {"receiver": {"listen": ":8000"}}
+    text = provision.edit_yaml("role: slave\n", {("receiver", "repo_dir"): "/var/lib/x"})
+    assert yaml.safe_load(text) == {"role": "slave", "receiver": {"repo_dir": "/var/lib/x"}}
+
+
+def test_edit_refuses_what_it_cannot_do_safely():
+    with pytest.raises(provision.EditError, match="by hand"):
+        provision.edit_yaml("repository: {url: /x}\n", {("repository", "url"): "/y"})
+
+
+def test_enable_and_disable_change_only_that_key(tmp_path: Path):
+    path = tmp_path / "shipper.yml"
+    path.write_text("repository:\n  url: /r   # the repo\nenabled: true  # on\n")
+    assert provision.set_enabled(str(path), False)
+    assert path.read_text() == "repository:\n  url: /r   # the repo\nenabled: false  # on\n"
+    assert not provision.set_enabled(str(path), False)
+    assert provision.set_enabled(str(path), True)
+
+
+def test_enable_names_a_missing_config(tmp_path: Path):
+    side = Side(tmp_path)
+    result = side.run("enable")
+    assert result.returncode == 1 and "no such config file" in result.stderr
+
+
+# ---------------------------------------------------------------- two servers, end to end
+
+
+@pytest.mark.slow
+@pytest.mark.netns
+def test_two_servers_from_scratch(two_hosts, tmp_path: Path):
+    slave = Side(tmp_path / "slave", two_hosts.slave)
+    master = Side(tmp_path / "master", two_hosts.master)
+    shared = write_secret(tmp_path / "shared-password", PASSWORD)
+    wrong = write_secret(tmp_path / "other-password", PASSWORD + " but not quite")
+    src = tmp_path / "src"
+    make_dataset(src, files=80, mib=1)
+    address = two_hosts.slave.address
+
+    # the slave: one command; it prints the fingerprint and the master's command
+    done = setup_slave(slave, shared)
+    assert done.returncode == 0, done.stdout + done.stderr
+    fingerprint = printed_fingerprint(done.stdout)
+    assert f"shipper setup master --slave {address}:8000 " in done.stdout, done.stdout
+    for path in (slave.etc / "secret", slave.etc / "htpasswd", slave.etc / "tls" / "receiver.key"):
+        assert path.stat().st_mode & 0o077 == 0, path
+    assert PASSWORD not in "".join(p.read_text() for p in slave.etc.rglob("*") if p.is_file())
+
+    write_master_config(master, src)
+    operator_text = master.config.read_text()
+    before = slave_digest(slave)
+
+    # mistakes on the master: clear errors, nothing written there, nothing changed on the slave
+    wrong_fp = fingerprint[:-2] + ("00" if not fingerprint.endswith("00") else "11")
+    refused = setup_master(master, shared, address, wrong_fp)
+    assert refused.returncode == 1
+    assert "fingerprint" in refused.stderr and fingerprint in refused.stderr
+    bad_password = setup_master(master, wrong, address, fingerprint)
+    assert bad_password.returncode == 1
+    assert "refused the credential" in bad_password.stderr
+    for result in (refused, bad_password):
+        assert "Nothing was written" in result.stderr and "Traceback" not in result.stderr
+    assert master.config.read_text() == operator_text and not master.etc.exists()
+    assert slave_digest(slave) == before
+
+    # the right fingerprint and password: config, pinned certificate, repository, first set
+    made = setup_master(master, shared, address, fingerprint)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "took the first set" in made.stdout
+    text = master.config.read_text()
+    assert "# the operator's master config" in text and "# what the sets hold" in text
+    cfg = yaml.safe_load(text)
+    assert cfg["role"] == "master" and cfg["enabled"] is True
+    assert cfg["repository"]["url"] == f"rest:https://{address}:8000/master/"
+    arrived = slave.sets()
+    assert len(arrived) == 1 and arrived[0]["status"] == "complete"
+    assert [p["name"] for p in arrived[0]["parts"]] == ["files"]
+
+    # both setups again: nothing changes, no second set, the same receiver process
+    pid = json.loads(slave.run("receiver", "status", "--json", check=True).stdout)["pid"]
+    again = setup_master(master, shared, f"{address}:8000", fingerprint, "--json")
+    assert json.loads(again.stdout)["changes"] == [], again.stdout
+    assert json.loads(setup_slave(slave, shared, "--json").stdout)["changes"] == []
+    assert json.loads(slave.run("receiver", "status", "--json").stdout)["pid"] == pid
+    assert len(slave.sets()) == 1
+
+    # the master pushes a second set, but cannot forget or prune
+    mutate_dataset(src, percent=10)
+    assert json.loads(master.run("snapshot", "--json", check=True).stdout)["status"] == "complete"
+    first = slave.sets()[-1]["manifest_snapshot"]
+    assert "403" in master.restic("forget", first).stderr
+    assert len(slave.sets()) == 2
+    assert slave.restic("forget", first).returncode == 0
+    kept = repository_files(slave)
+    pruned = master.restic("prune")
+    assert pruned.returncode != 0 and "403" in pruned.stderr
+    assert kept.items() <= repository_files(slave).items()
+    pruned_here = slave.run("prune", check=True)
+    assert "1 sets kept, 0 " in pruned_here.stdout
+
+    # the receiver stops: the master gets a clear error, quickly, and the slave is untouched
+    assert "stopped the receiver" in slave.run("receiver", "stop", check=True).stdout
+    before = slave_digest(slave)
+    down = setup_master(master, shared, address, fingerprint)
+    assert down.returncode == 1 and "cannot reach the receiver" in down.stderr
+    clock = time.monotonic()
+    failed = master.run("snapshot")
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert address in failed.stderr, failed.stderr
+    assert time.monotonic() - clock < 60
+    assert slave_digest(slave) == before
+
+    # back up: sets arrive again
+    assert "started the receiver" in slave.run("receiver", "start", check=True).stdout
+    assert json.loads(master.run("snapshot", "--json", check=True).stdout)["status"] == "complete"
+    assert [s["status"] for s in slave.sets()] == ["complete", "complete"]
