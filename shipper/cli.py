@@ -563,7 +563,7 @@ def run_receiver(ctx: Context) -> int:
     if action == "run":
         receiver.exec_foreground(cfg)
     if action == "start":
-        ctx.out(receiver.start(cfg, receiver.resolve_manager("auto")))
+        ctx.out(receiver.start(cfg))
     elif action == "stop":
         ctx.out(receiver.stop(cfg))
     else:

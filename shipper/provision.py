@@ -17,6 +17,7 @@ import json
 import os
 import re
 import ssl
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -26,7 +27,7 @@ import yaml
 from shipper import config, receiver, secrets, sets, snapshot
 from shipper.config import Config
 from shipper.errors import ShipperError
-from shipper.restic import Restic
+from shipper.restic import Repository, Restic, WrongPassword
 
 DEFAULT_ETC = "/etc/shipper"
 DEFAULT_USER = "master"
@@ -230,74 +231,121 @@ SLAVE_HEADER = """\
 """
 
 
+@dataclass(frozen=True)
+class SlavePaths:
+    listen: str
+    repo_dir: str
+    password_file: str
+    tls_cert: str
+    tls_key: str
+    htpasswd: str
+
+
+def _slave_paths(opts: SlaveOptions, old: Optional[Config]) -> SlavePaths:
+    """Flags win; else what the config already says; else the defaults under --etc-dir."""
+    etc = Path(opts.etc_dir or DEFAULT_ETC)
+    repo_dir = opts.repo_dir or (old.receiver.repo_dir if old else "/var/lib/shipper/repo")
+    return SlavePaths(
+        listen=opts.listen or (old.receiver.listen if old else ":8000"),
+        repo_dir=os.path.abspath(repo_dir),
+        password_file=_pick(opts.etc_dir, old and old.repository.password_file, etc / "secret"),
+        tls_cert=_pick(opts.etc_dir, old and old.receiver.tls_cert, etc / "tls" / "receiver.crt"),
+        tls_key=_pick(opts.etc_dir, old and old.receiver.tls_key, etc / "tls" / "receiver.key"),
+        htpasswd=_pick(opts.etc_dir, old and old.receiver.htpasswd, etc / "htpasswd"),
+    )
+
+
 def setup_slave(opts: SlaveOptions) -> Outcome:
     shared = secrets.derive(secrets.read_shared(opts.password_file))
-    old = _existing(opts.config_path)
     _check_user(opts.user)
+    old = _existing(opts.config_path)
+    paths = _slave_paths(opts, old)
+    listen_host, port = receiver.split_listen(paths.listen)
     rest_server = receiver.binary()
-    etc = Path(opts.etc_dir or DEFAULT_ETC)
-    listen = opts.listen or (old.receiver.listen if old else ":8000")
-    listen_host, port = receiver.split_listen(listen)
-    repo_dir = os.path.abspath(
-        opts.repo_dir or (old.receiver.repo_dir if old else "/var/lib/shipper/repo")
-    )
-    password_file = _pick(opts.etc_dir, old and old.repository.password_file, etc / "secret")
-    tls_cert = _pick(opts.etc_dir, old and old.receiver.tls_cert, etc / "tls" / "receiver.crt")
-    tls_key = _pick(opts.etc_dir, old and old.receiver.tls_key, etc / "tls" / "receiver.key")
-    htpasswd = _pick(opts.etc_dir, old and old.receiver.htpasswd, etc / "htpasswd")
-    out = Outcome()
-    if not os.path.isdir(repo_dir):
-        os.makedirs(repo_dir, mode=0o700)
-        out.changed(f"created the repository folder {repo_dir}")
-    if secrets.write_secret(password_file, shared.restic_password):
-        out.changed(f"wrote the repository password to {password_file} (0600)")
-    if secrets.write_htpasswd(htpasswd, opts.user, shared.receiver_password):
-        out.changed(f"wrote the receiver's htpasswd entry for {opts.user!r} to {htpasswd} (0600)")
-    names = [receiver.normalize_name(n) for n in opts.names]
-    if _certificate_needed(
-        tls_cert,
-        tls_key,
-        names + ([listen_host] if _specific(listen_host) else []),
-        opts.new_certificate,
-    ):
-        all_names = _unique(names + receiver.local_names(listen_host))
-        receiver.make_certificate(tls_key, tls_cert, all_names)
-        out.changed(
-            f"made a new TLS key and self-signed certificate {tls_cert} for {', '.join(all_names)}"
-        )
-    local = os.path.join(repo_dir, opts.user)
-    values: Dict[KeyPath, Any] = {
-        ("role",): "slave",
-        ("repository", "url"): local,
-        ("repository", "password_file"): password_file,
-        ("repository", "local_path"): local,
-        ("receiver", "listen"): listen,
-        ("receiver", "repo_dir"): repo_dir,
-        ("receiver", "tls_cert"): tls_cert,
-        ("receiver", "tls_key"): tls_key,
-        ("receiver", "htpasswd"): htpasswd,
-    }
-    if opts.state_dir:
-        values[("state_dir",)] = os.path.abspath(opts.state_dir)
-    if update_config(opts.config_path, values, SLAVE_HEADER):
-        out.changed(f"wrote {opts.config_path}")
-    cfg = config.load(opts.config_path)
     manager = receiver.resolve_manager(opts.service_manager)
+    local = os.path.join(paths.repo_dir, opts.user)
+    _check_existing_repository(local, shared.restic_password, paths.password_file)
+    out = Outcome()
+    _slave_files(opts, paths, shared, out)
+    _slave_config(opts, paths, local, out)
+    cfg = config.load(opts.config_path)
     message = receiver.start(cfg, manager, restart=bool(out.changes))
     if message.startswith(("started", "restarted")):
         out.changed(message)
     else:
         out.notes.append(message)
     _enable_prune_timer(manager, out)
-    fingerprint = receiver.file_fingerprint(tls_cert)
+    _note_config_path(manager, opts.config_path, out)
     out.values.update(
-        fingerprint=fingerprint,
+        fingerprint=receiver.file_fingerprint(paths.tls_cert),
         rest_server=rest_server,
-        names=receiver.certificate_names(Path(tls_cert).read_bytes()),
+        names=receiver.certificate_names(Path(paths.tls_cert).read_bytes()),
         repository=local,
         port=port,
     )
     return out
+
+
+def _check_existing_repository(local: str, restic_password: str, beside: str) -> None:
+    """A repository already here must open with the password derived now, before any write."""
+    if not os.path.exists(os.path.join(local, "config")):
+        return
+    folder = os.path.dirname(beside) if os.path.isdir(os.path.dirname(beside)) else None
+    with tempfile.NamedTemporaryFile("w", prefix=".shipper-check-", dir=folder) as handle:
+        handle.write(restic_password + "\n")
+        handle.flush()
+        try:
+            Restic(Repository(local, handle.name)).exists()
+        except WrongPassword:
+            raise ShipperError(
+                f"the repository {local} was made with another shared password: give the "
+                "password file used the first time (or add a key for the new password with "
+                "`restic key add`). Nothing was written"
+            ) from None
+
+
+def _slave_files(
+    opts: SlaveOptions, paths: SlavePaths, shared: secrets.Derived, out: Outcome
+) -> None:
+    """The repository folder, the secrets and the certificate, each only if it differs."""
+    if not os.path.isdir(paths.repo_dir):
+        os.makedirs(paths.repo_dir, mode=0o700)
+        out.changed(f"created the repository folder {paths.repo_dir}")
+    if secrets.write_secret(paths.password_file, shared.restic_password):
+        out.changed(f"wrote the repository password to {paths.password_file} (0600)")
+    if secrets.write_htpasswd(paths.htpasswd, opts.user, shared.receiver_password):
+        out.changed(
+            f"wrote the receiver's htpasswd entry for {opts.user!r} to {paths.htpasswd} (0600)"
+        )
+    listen_host, _ = receiver.split_listen(paths.listen)
+    wanted = [receiver.normalize_name(n) for n in opts.names]
+    if _specific(listen_host):
+        wanted.append(receiver.normalize_name(listen_host))
+    if _certificate_needed(paths.tls_cert, paths.tls_key, wanted, opts.new_certificate):
+        names = _unique(wanted + receiver.local_names(listen_host))
+        receiver.make_certificate(paths.tls_key, paths.tls_cert, names)
+        out.changed(
+            f"made a new TLS key and self-signed certificate {paths.tls_cert} for "
+            f"{', '.join(names)}"
+        )
+
+
+def _slave_config(opts: SlaveOptions, paths: SlavePaths, local: str, out: Outcome) -> None:
+    values: Dict[KeyPath, Any] = {
+        ("role",): "slave",
+        ("repository", "url"): local,
+        ("repository", "password_file"): paths.password_file,
+        ("repository", "local_path"): local,
+        ("receiver", "listen"): paths.listen,
+        ("receiver", "repo_dir"): paths.repo_dir,
+        ("receiver", "tls_cert"): paths.tls_cert,
+        ("receiver", "tls_key"): paths.tls_key,
+        ("receiver", "htpasswd"): paths.htpasswd,
+    }
+    if opts.state_dir:
+        values[("state_dir",)] = os.path.abspath(opts.state_dir)
+    if update_config(opts.config_path, values, SLAVE_HEADER):
+        out.changed(f"wrote {opts.config_path}")
 
 
 def _check_user(user: str) -> None:
@@ -335,6 +383,14 @@ def _certificate_needed(cert: str, key: str, names: List[str], force: bool) -> b
         return True
     missing = [name for name in names if receiver.normalize_name(name) not in present]
     return bool(missing) or receiver.certificate_expires_soon(cert)
+
+
+def _note_config_path(manager: str, path: str, out: Outcome) -> None:
+    if manager == "systemd" and os.path.abspath(path) != config.DEFAULT_PATH:
+        out.notes.append(
+            f"the systemd units read {config.DEFAULT_PATH}, not {path}: point them at it with "
+            f"`systemctl edit` (Environment=SHIPPER_CONFIG={os.path.abspath(path)})"
+        )
 
 
 def _enable_prune_timer(manager: str, out: Outcome) -> None:
@@ -417,14 +473,33 @@ def setup_master(opts: MasterOptions, announce: Optional[Callable[[str], None]] 
     shared = secrets.derive(secrets.read_shared(opts.password_file))
     _check_user(opts.user)
     old = _existing(opts.config_path)
+    manager = receiver.resolve_manager(opts.service_manager)
     slave = check_slave(opts, shared.receiver_password)
-    etc = Path(opts.etc_dir or DEFAULT_ETC)
-    password_file = _pick(opts.etc_dir, old and old.repository.password_file, etc / "secret")
-    rest_password_file = _pick(
-        opts.etc_dir, old and old.repository.rest_password_file, etc / "receiver-password"
-    )
-    cacert = _pick(opts.etc_dir, old and old.repository.cacert, etc / "tls" / "slave.crt")
     out = Outcome()
+    _master_files_and_config(opts, old, slave, shared, out)
+    cfg = config.load(opts.config_path)
+    restic = Restic.for_config(cfg, remote=True)
+    if not slave.repository_exists and restic.init():
+        out.changed(f"created the repository at {cfg.repository.url}")
+    _first_set(cfg, restic, opts, out, announce)
+    _enable_schedule(cfg, opts, manager, out)
+    return out
+
+
+def _master_files_and_config(
+    opts: MasterOptions,
+    old: Optional[Config],
+    slave: SlaveCheck,
+    shared: secrets.Derived,
+    out: Outcome,
+) -> None:
+    etc = Path(opts.etc_dir or DEFAULT_ETC)
+    repo = old.repository if old else None
+    password_file = _pick(opts.etc_dir, repo and repo.password_file, etc / "secret")
+    rest_password_file = _pick(
+        opts.etc_dir, repo and repo.rest_password_file, etc / "receiver-password"
+    )
+    cacert = _pick(opts.etc_dir, repo and repo.cacert, etc / "tls" / "slave.crt")
     if secrets.write_secret(password_file, shared.restic_password):
         out.changed(f"wrote the repository password to {password_file} (0600)")
     if secrets.write_secret(rest_password_file, shared.receiver_password):
@@ -443,13 +518,6 @@ def setup_master(opts: MasterOptions, announce: Optional[Callable[[str], None]] 
         values[("state_dir",)] = os.path.abspath(opts.state_dir)
     if update_config(opts.config_path, values, MASTER_HEADER):
         out.changed(f"wrote {opts.config_path}")
-    cfg = config.load(opts.config_path)
-    restic = Restic.for_config(cfg, remote=True)
-    if not slave.repository_exists and restic.init():
-        out.changed(f"created the repository at {cfg.repository.url}")
-    _first_set(cfg, restic, opts, out, announce)
-    _enable_schedule(cfg, opts, out)
-    return out
 
 
 def _write_certificate(path: str, der: bytes) -> bool:
@@ -489,10 +557,10 @@ def _first_set(
         )
 
 
-def _enable_schedule(cfg: Config, opts: MasterOptions, out: Outcome) -> None:
+def _enable_schedule(cfg: Config, opts: MasterOptions, manager: str, out: Outcome) -> None:
     if set_enabled(opts.config_path, True):
         out.changed("enabled the schedule (enabled: true)")
-    manager = receiver.resolve_manager(opts.service_manager)
+    _note_config_path(manager, opts.config_path, out)
     if manager == "systemd":
         receiver.systemctl("enable", "--now", DAEMON_UNIT)
         out.notes.append(f"sets are taken by {DAEMON_UNIT} on the schedule {cfg.schedule!r}")

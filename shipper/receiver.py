@@ -409,11 +409,15 @@ def _our_pid(cfg: Config) -> Optional[int]:
     return pid
 
 
-def start(cfg: Config, manager: str, restart: bool = False) -> str:
-    """Start (or restart, or leave running) the receiver; a line saying what happened."""
+def start(cfg: Config, manager: Optional[str] = None, restart: bool = False) -> str:
+    """Start (or restart, or leave running) the receiver; a line saying what happened.
+
+    manager: systemd or process; by default the one recorded by setup.
+    """
     problems = preflight(cfg)
     if problems:
         raise ReceiverError("the receiver cannot start: " + "; ".join(problems))
+    manager = manager or _manager(_read_state(cfg))
     if manager == "systemd":
         return _start_systemd(cfg, restart)
     return _start_process(cfg, restart)
@@ -455,7 +459,7 @@ def _start_process(cfg: Config, restart: bool) -> str:
     verb = "restarted" if pid else "started"
     return (
         f"{verb} the receiver (pid {child.pid}, log {log_path}); systemd does not run this "
-        "machine, so nothing restarts it at boot: run `shipper receiver start` then"
+        "machine, so nothing starts it at boot: run `shipper receiver start` after a reboot"
     )
 
 
@@ -498,10 +502,18 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _manager(state: Dict[str, Any]) -> str:
+    """Who runs the receiver: as recorded by setup, else systemd if it runs this machine."""
+    recorded = state.get("manager")
+    if recorded in ("systemd", "process"):
+        return recorded
+    return "systemd" if systemd_running() else "process"
+
+
 def stop(cfg: Config, for_good: bool = False) -> str:
     """Stop the receiver; for_good also keeps systemd from starting it at boot."""
     state = _read_state(cfg)
-    if state.get("manager") == "systemd":
+    if _manager(state) == "systemd":
         systemctl("disable" if for_good else "stop", *(["--now"] if for_good else []), UNIT)
         return f"stopped the receiver ({UNIT}{', disabled' if for_good else ''})"
     pid = _our_pid(cfg)
@@ -518,8 +530,7 @@ def stop_for_good(cfg: Config) -> str:
 
 
 def status(cfg: Config) -> Dict[str, Any]:
-    state = _read_state(cfg)
-    manager = state.get("manager")
+    manager = _manager(_read_state(cfg))
     if manager == "systemd":
         running = subprocess.run(["systemctl", "is-active", "--quiet", UNIT]).returncode == 0
         pid = None
@@ -531,7 +542,7 @@ def status(cfg: Config) -> Dict[str, Any]:
         fp = file_fingerprint(cfg.receiver.tls_cert)
     return {
         "running": running,
-        "manager": manager or "none",
+        "manager": manager,
         "pid": pid,
         "listen": cfg.receiver.listen,
         "repo_dir": cfg.receiver.repo_dir,

@@ -149,6 +149,11 @@ def test_two_servers_from_scratch(two_hosts, tmp_path: Path):
     assert json.loads(setup_slave(slave, shared, "--json").stdout)["changes"] == []
     assert json.loads(slave.run("receiver", "status", "--json").stdout)["pid"] == pid
     assert len(slave.sets()) == 1
+    # the slave again with another password: refused before anything is written
+    before = slave_digest(slave)
+    other = setup_slave(slave, wrong)
+    assert other.returncode == 1 and "another shared password" in other.stderr, other.stderr
+    assert slave_digest(slave) == before
 
     # the master pushes a second set, but cannot forget or prune
     mutate_dataset(src, percent=10)
