@@ -84,6 +84,12 @@ class SnapshotSet:
                     )
         return out
 
+    def part_names(self) -> List[str]:
+        """Files first, then each engine's globals and databases, by name."""
+        return sorted(
+            self.parts, key=lambda name: (name != FILES_PART, not name.endswith(":globals"), name)
+        )
+
     @property
     def bytes_added(self) -> int:
         return sum(int(s.summary.get("data_added", 0) or 0) for s in self.snapshots)
@@ -101,7 +107,7 @@ class SnapshotSet:
             "host": self.host,
             "bytes_added": self.bytes_added,
             "manifest_snapshot": carrier.id if carrier else None,
-            "parts": [part.to_json() for part in self.parts.values()],
+            "parts": [self.parts[name].to_json() for name in self.part_names()],
         }
 
 
