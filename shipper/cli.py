@@ -640,6 +640,8 @@ def run_enable(ctx: Context) -> int:
 
     path = config.config_path(ctx.args.config)
     changed = provision.set_enabled(path, ctx.args.enabled)
+    if changed:
+        provision.wake_daemon()
     state = "on" if ctx.args.enabled else "off"
     ctx.out(f"schedule {state} ({path})" if changed else f"the schedule was already {state}")
     return 0

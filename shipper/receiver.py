@@ -166,6 +166,8 @@ def make_certificate(key_path: str, cert_path: str, names: List[str]) -> None:
                 "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                 "-days", str(CERT_DAYS), "-subj", f"/CN={_cn(names)}",
                 "-addext", "subjectAltName=" + ",".join(_san(n) for n in names),
+                # its own trust anchor on the master, whatever the distribution's openssl.cnf says
+                "-addext", "basicConstraints=critical,CA:TRUE",
                 "-keyout", str(tmp_key), "-out", str(tmp_cert),
             ],
             capture_output=True,
