@@ -53,6 +53,10 @@ def free_port(bind: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
 class DBServer:
     """One server process with its own data directory; subclasses say how."""
 
@@ -71,7 +75,8 @@ class DBServer:
         self.datadir = self.workdir / "data"
         self.netns = netns
         self.bind = bind
-        self.port = port or (free_port() if netns is None else free_port("127.0.0.1"))
+        self.fixed_port = port is not None
+        self.port = port or free_port()
         self.password = SUPERUSER_PASSWORD
         self.password_file = self.workdir / "superuser-password"
         self.log_path = self.workdir / "server.log"
@@ -109,10 +114,27 @@ class DBServer:
         return self.process is not None and self.process.poll() is None
 
     def start(self) -> DBServer:
+        """Start (initializing the data directory the first time) and wait until it answers.
+
+        A port picked for us that someone else took meanwhile is picked again.
+        """
         if self.running:
             return self
         if not self.datadir.exists():
             self.initialize()
+        for attempt in range(3):
+            self._launch()
+            try:
+                self._wait_ready()
+                return self
+            except PortTaken:
+                if self.fixed_port or attempt == 2:
+                    raise
+                self.port = free_port()
+        return self
+
+    def _launch(self) -> None:
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - the server keeps writing to it
         try:
             self.process = subprocess.Popen(
@@ -124,8 +146,6 @@ class DBServer:
             )
         finally:
             log.close()
-        self._wait_ready()
-        return self
 
     def stop(self) -> None:
         """Clean shutdown (SIGTERM / PostgreSQL's fast shutdown), SIGKILL if it hangs."""
@@ -176,7 +196,11 @@ class DBServer:
         while True:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.engine} test server exited:\n{self._log_tail()}")
+                tail = self._log_tail()
+                self.process = None
+                if "already in use" in tail:
+                    raise PortTaken(f"{self.engine} test server: port {self.port} taken:\n{tail}")
+                raise RuntimeError(f"{self.engine} test server exited:\n{tail}")
             try:
                 self.connect().close()
                 return
@@ -189,10 +213,14 @@ class DBServer:
                 time.sleep(0.05)
 
     def _log_tail(self) -> str:
+        """The last lines the server logged since it was last launched."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
+            with open(self.log_path, "rb") as log:
+                log.seek(getattr(self, "_log_start", 0))
+                text = log.read().decode(errors="replace")
         except OSError:
             return "(no log)"
+        return "\n".join(text.splitlines()[-20:])
 
     def _run(self, argv: Sequence[str]) -> None:
         done = subprocess.run(list(argv), capture_output=True, text=True)
