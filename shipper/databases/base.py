@@ -288,7 +288,8 @@ class Engine:
                 self._judge(what, code, tail, errors, self.dump_trailer, UNTOUCHED.format(what))
                 self._replace(scratch, target)
             finally:
-                self._drop_database(scratch)
+                with contextlib.suppress(DatabaseError):  # never hide why the load failed
+                    self._drop_database(scratch)
 
     def load_globals(self, stream: IO[bytes]) -> None:
         """Create or update users, roles and grants; the loading account itself is left alone.

@@ -178,7 +178,14 @@ class PostgreSQL(Engine):
         query = sql.SQL("CREATE DATABASE {} ").format(sql.Identifier(name)) + sql.SQL(" ").join(
             options
         )
-        self._query(query)
+        try:
+            self._query(query)
+        except DatabaseError as exc:
+            wanted = ", ".join(f"{k} {v}" for k, v in properties.items() if k != "engine")
+            raise DatabaseError(
+                f"{exc}; the dumped database was made with {wanted or 'the defaults'}: "
+                "this server needs the same encoding and locale (install the locale)"
+            ) from None
 
     def _drop_database(self, name: str) -> None:
         force = sql.SQL(" WITH (FORCE)") if self._version_num() >= 130000 else sql.SQL("")
