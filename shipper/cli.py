@@ -107,9 +107,16 @@ def run_snapshot(ctx: Context) -> int:
         for hook in planned["hooks"]:
             ctx.out(f"  pre-snapshot hook: {hook}")
         return 0
+    from shipper import notify, status
+
     progress = Progress()
-    restic = ctx.restic(progress)
-    result = snapshot.take(cfg, restic, announce=progress.start)
+    # Manual and scheduled runs alike: webhooks, emails and metrics come from here.
+    with notify.lifecycle(cfg) as run:
+        unreachable = status.receiver_unreachable(cfg)
+        if unreachable:
+            raise ShipperError(unreachable)
+        run.result = snapshot.take(cfg, ctx.restic(progress), announce=progress.start)
+    result = run.result
     progress.finish()
     if ctx.args.json:
         ctx.json(result.to_json())
@@ -150,7 +157,7 @@ def run_sets(ctx: Context) -> int:
     ctx.out(f"{'SET':<17} {'TIME (UTC)':<20} {'STATUS':<10} {'ADDED':>10}  PARTS")
     for item in found:
         when = item.time.strftime("%Y-%m-%d %H:%M:%S")
-        parts = ", ".join(item.parts) or "-"
+        parts = ", ".join(item.part_names()) or "-"
         ctx.out(
             f"{item.id:<17} {when:<20} {item.status:<10} {human_bytes(item.bytes_added):>10}  {parts}"
         )
@@ -382,6 +389,127 @@ def run_diff(ctx: Context) -> int:
     else:
         ctx.out("\n".join(diff.lines(result)))
     return 0
+
+
+@command
+def _daemon(sub: Any) -> None:
+    p = sub.add_parser(
+        "daemon",
+        help="take sets on the schedule, one at a time (run by shipper.service)",
+        description="Take a set at every slot of `schedule` (cron syntax), never two at once. "
+        "A set that outlasts its slot delays the next; slots missed while the daemon was "
+        "down run once at start. `enabled: false` (shipper disable) pauses it without a "
+        "restart. On a slave it takes no sets and emails when the newest set gets stale.",
+    )
+    p.add_argument(
+        "--stop-grace",
+        type=float,
+        default=60,
+        metavar="SECONDS",
+        help="on SIGTERM, let a running set finish this long, then interrupt it (default 60)",
+    )
+    # For tests: how often the config is re-read, and a schedule that may have a seconds field.
+    p.add_argument("--check-interval", type=float, default=30, help=argparse.SUPPRESS)
+    p.add_argument("--schedule", help=argparse.SUPPRESS)
+    p.set_defaults(run=run_daemon)
+
+
+def run_daemon(ctx: Context) -> int:
+    from shipper import schedule
+
+    args = ctx.args
+    ctx.cfg  # noqa: B018 -- a broken config fails here, before the loop
+    if args.schedule and not schedule.valid_expression(args.schedule):
+        raise ShipperError(f"--schedule {args.schedule!r} is not a cron expression")
+    logging.getLogger("shipper").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    options = schedule.Options(
+        config_path=config.config_path(args.config),
+        check_interval=max(0.1, args.check_interval),
+        schedule=args.schedule,
+        stop_grace=max(0.0, args.stop_grace),
+        verbose=args.verbose,
+    )
+    return schedule.run(options)
+
+
+@command
+def _status(sub: Any) -> None:
+    p = sub.add_parser(
+        "status",
+        help="is the spare ready? a report, and a Nagios-style check (exit 0/1/2)",
+        description="Role, schedule and next run, the newest complete set and its age against "
+        "max_age, the last run, the repository and the receiver. Exit 0 OK, 1 WARNING, "
+        "2 CRITICAL, 3 UNKNOWN (the Nagios plugin convention): WARNING once the newest "
+        "complete set is older than two thirds of notify.max_age, CRITICAL past it.",
+    )
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument(
+        "--warning", type=int, metavar="SECONDS", help="WARNING past this age (default 2/3 of max_age)"
+    )
+    p.add_argument(
+        "--critical", type=int, metavar="SECONDS", help="CRITICAL past this age (default max_age)"
+    )
+    p.set_defaults(run=run_status)
+
+
+def run_status(ctx: Context) -> int:
+    from shipper import status
+
+    try:
+        report = status.gather(ctx.cfg, None, ctx.args.warning, ctx.args.critical)
+    except config.ConfigError as exc:
+        problem = "; ".join(exc.problems)
+        if ctx.args.json:
+            ctx.json({"status": "UNKNOWN", "exit_code": status.UNKNOWN, "problems": [problem]})
+        else:
+            ctx.out(f"SHIPPER UNKNOWN: {problem}")
+        return status.UNKNOWN
+    if ctx.args.json:
+        ctx.json(report.to_json())
+    else:
+        ctx.out(status.summary_line(report))
+        ctx.out("\n".join(status.detail_lines(report)))
+    return report.level
+
+
+@command
+def _check(sub: Any) -> None:
+    p = sub.add_parser(
+        "check",
+        help="verify the repository (restic check, reading back a share of the data)",
+        description="Run restic check on the repository (on a slave: its local path), reading "
+        "back check.read_data_subset of the data packs. Problems are printed and emailed; "
+        "the exit is 1 when there are any. shipper-check.timer runs this weekly.",
+    )
+    p.add_argument(
+        "--read-data-subset",
+        metavar="SUBSET",
+        help="how much data to read back: 5%%, 1/10, 500M, or none (default check.read_data_subset)",
+    )
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    p.set_defaults(run=run_check)
+
+
+def run_check(ctx: Context) -> int:
+    from shipper import check
+
+    subset = ctx.args.read_data_subset or ctx.cfg.check.read_data_subset
+    if subset == "none":
+        subset = None
+    restic = ctx.restic()
+    report = check.verify(ctx.cfg, restic, subset)
+    where = restic.repository.display
+    if ctx.args.json:
+        ctx.json({"ok": report.ok, "repository": where, "read_data_subset": subset,
+                  "problems": report.problems, "summary": report.summary})
+    elif report.ok:
+        read = f", read back {subset} of the data" if subset else ", structure only"
+        ctx.out(f"{where}: no problems found{read}")
+    else:
+        print(f"shipper: the repository {where} has problems:", file=sys.stderr)
+        for problem in report.problems:
+            print(f"  {problem}", file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 # ---------------------------------------------------------------- two servers: setup, receiver, prune

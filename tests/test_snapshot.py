@@ -349,3 +349,39 @@ def test_help_everywhere(shipper_env: ShipperEnv):
     ):
         result = shipper_env.run(*args)
         assert result.returncode == 0 and "usage:" in result.stdout
+
+
+# ---------------------------------------------------------------- settings export
+
+
+def test_shipped_settings_hook_exports_into_the_set(shipper_env: ShipperEnv, tmp_path: Path):
+    env = shipper_env
+    env.run("init", check=True)
+    hook_dir = env.hooks / "pre-snapshot.d"
+    hook_dir.mkdir(parents=True)
+    shipped = Path(__file__).resolve().parent.parent / "hooks" / "pre-snapshot.d" / "10-packages"
+    shutil.copy2(shipped, hook_dir / "10-packages")
+    result = json.loads(env.run("snapshot", "--json", check=True).stdout)
+    settings = next(p for p in result["parts"] if p["name"] == "settings")
+    assert settings["outcome"] == "ok" and settings["details"]["hooks"] == ["10-packages"]
+    export = env.state / "set" / "export"
+    env.run("restore", "latest", "--target", str(tmp_path / "r"), "--path", str(export), check=True)
+    restored = tmp_path / "r" / str(export).lstrip("/")
+    assert (restored / "kernel.txt").read_text().strip() == os.uname().release
+    assert len((restored / "packages.txt").read_text().splitlines()) > 10
+
+
+def test_a_failing_settings_hook_makes_the_set_partial_and_names_it(shipper_env: ShipperEnv):
+    env = shipper_env
+    env.run("init", check=True)
+    hook_dir = env.hooks / "pre-snapshot.d"
+    hook_dir.mkdir(parents=True)
+    hook = hook_dir / "20-broken"
+    hook.write_text("#!/bin/sh\necho 'cannot export the widget settings' >&2\nexit 7\n")
+    hook.chmod(0o755)
+    result = env.run("snapshot")
+    assert result.returncode == EXIT_PARTIAL
+    assert "20-broken" in result.stderr and "exit 7" in result.stderr
+    [item] = sets_json(env)
+    assert item["status"] == "partial"
+    assert [p["name"] for p in item["parts"]] == ["files"]
