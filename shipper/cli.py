@@ -418,7 +418,7 @@ def run_daemon(ctx: Context) -> int:
     from shipper import schedule
 
     args = ctx.args
-    ctx.cfg  # noqa: B018 -- a broken config fails here, before the loop
+    _ = ctx.cfg  # a broken config fails here, before the loop
     if args.schedule and not schedule.valid_expression(args.schedule):
         raise ShipperError(f"--schedule {args.schedule!r} is not a cron expression")
     logging.getLogger("shipper").setLevel(logging.DEBUG if args.verbose else logging.INFO)
@@ -444,7 +444,10 @@ def _status(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument(
-        "--warning", type=int, metavar="SECONDS", help="WARNING past this age (default 2/3 of max_age)"
+        "--warning",
+        type=int,
+        metavar="SECONDS",
+        help="WARNING past this age (default 2/3 of max_age)",
     )
     p.add_argument(
         "--critical", type=int, metavar="SECONDS", help="CRITICAL past this age (default max_age)"
@@ -500,8 +503,15 @@ def run_check(ctx: Context) -> int:
     report = check.verify(ctx.cfg, restic, subset)
     where = restic.repository.display
     if ctx.args.json:
-        ctx.json({"ok": report.ok, "repository": where, "read_data_subset": subset,
-                  "problems": report.problems, "summary": report.summary})
+        ctx.json(
+            {
+                "ok": report.ok,
+                "repository": where,
+                "read_data_subset": subset,
+                "problems": report.problems,
+                "summary": report.summary,
+            }
+        )
     elif report.ok:
         read = f", read back {subset} of the data" if subset else ", structure only"
         ctx.out(f"{where}: no problems found{read}")

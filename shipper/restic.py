@@ -124,6 +124,13 @@ class BackupResult:
         return self.snapshot_id is not None and not self.unreadable
 
 
+@dataclass
+class CheckReport:
+    ok: bool
+    problems: List[str] = field(default_factory=list)
+    summary: Dict[str, Any] = field(default_factory=dict)
+
+
 def parse_time(text: str) -> dt.datetime:
     """restic's RFC 3339 times carry nanoseconds, which Python 3.9 cannot parse."""
     match = re.match(r"(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
@@ -685,6 +692,24 @@ class Restic:
         if code in (10, 11, 12) or code < 0:
             raise self._error(code, running, "check")
         return code == 0, text
+
+    def check_report(self, read_data_subset: Optional[str] = None) -> CheckReport:
+        """`restic check`: every problem restic names, as text, and its summary."""
+        args = ["check"] + (["--read-data-subset", read_data_subset] if read_data_subset else [])
+        with self._spawn(args) as running:
+            running.read_stdout_messages()
+            code = running.wait()
+        if code in (10, 11, 12) or code < 0:
+            raise self._error(code, running, "check")
+        summary = next((m for m in running.messages if m.get("message_type") == "summary"), {})
+        problems = [
+            str(m.get("message", "")).strip()
+            for m in running.messages
+            if m.get("message_type") in ("error", "exit_error") and str(m.get("message", "")).strip()
+        ]
+        if code != 0 and not problems:
+            problems = [line for line in running.stderr_lines if line.strip()] or [f"restic check exited {code}"]
+        return CheckReport(code == 0, problems, summary)
 
     def unlock_stale(self) -> None:
         """Remove only stale locks (restic's own judgement); never --remove-all."""

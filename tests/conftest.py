@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.shipperenv", "tests.netns", "tests.dbservers"]
+pytest_plugins = ["tests.shipperenv", "tests.netns", "tests.dbservers", "tests.sinks"]

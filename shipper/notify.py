@@ -1,0 +1,563 @@
+"""Who hears about runs: webhooks, email, and a Prometheus textfile.
+
+`lifecycle` wraps one snapshot run, manual or scheduled alike: the start
+webhook, then success or failure, an email on a failure (again when the error
+changes or after notify.repeat_after) and on the recovery that follows, and
+the metrics file. `watch_staleness` emails when the newest complete set grows
+older than max_age and when it is fresh again. Nothing here ever fails a run:
+an email or webhook that cannot be delivered is logged and dropped. What goes
+out holds no secret: errors name files and URLs without credentials, and
+webhook URLs (which often are secrets) are logged by host only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import smtplib
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from shipper import __version__
+from shipper.config import Config
+from shipper.errors import LockHeld
+
+log = logging.getLogger("shipper.notify")
+
+STATE_FILE = "notify.json"
+WEBHOOK_TIMEOUT = 10
+SMTP_TIMEOUT = 30
+
+COMPLETE = "complete"
+PARTIAL = "partial"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+STATUSES = (COMPLETE, PARTIAL, FAILED, INTERRUPTED)
+
+
+# ---------------------------------------------------------------- one run
+
+
+@dataclass
+class RunReport:
+    """Filled in by the caller: the SetResult when the run returned one."""
+
+    started: float
+    result: Any = None
+
+
+@contextlib.contextmanager
+def lifecycle(cfg: Config) -> Iterator[RunReport]:
+    """Around one snapshot run; set `report.result` to the SetResult before leaving."""
+    report = RunReport(started=time.time())
+    call_webhook(cfg.notify.webhook_start, _payload(cfg, "start"))
+    try:
+        yield report
+    except LockHeld:
+        raise  # another run is going; this one never started
+    except KeyboardInterrupt:
+        finish(cfg, _outcome(report, INTERRUPTED, "interrupted before the set was committed"))
+        raise
+    except Exception as exc:
+        finish(cfg, _outcome(report, FAILED, str(exc)))
+        raise
+    else:
+        result = report.result
+        status = COMPLETE if result is not None and result.status == COMPLETE else PARTIAL
+        finish(cfg, _outcome(report, status, getattr(result, "error", "") or ""))
+
+
+def _outcome(report: RunReport, status: str, error: str) -> Dict[str, Any]:
+    result = report.result
+    ended = time.time()
+    return {
+        "status": status,
+        "error": error,
+        "set": getattr(result, "set_id", None),
+        "started": report.started,
+        "ended": ended,
+        "duration": float(getattr(result, "duration", 0.0) or (ended - report.started)),
+        "bytes_added": int(getattr(result, "bytes_added", 0) or 0),
+    }
+
+
+def finish(cfg: Config, outcome: Dict[str, Any]) -> None:
+    """Tell everyone configured how a run ended, and remember it."""
+    state = load_state(cfg)
+    previous_failing = bool(state.get("failing"))
+    ok = outcome["status"] == COMPLETE
+    event = "success" if ok else "failure"
+    call_webhook(
+        cfg.notify.webhook_success if ok else cfg.notify.webhook_failure,
+        _payload(cfg, event, outcome),
+    )
+    if outcome["status"] == INTERRUPTED:
+        state["last_run"] = outcome
+        _save_and_write_metrics(cfg, state)
+        return
+    if ok:
+        if previous_failing:
+            _email_recovery(cfg, state, outcome)
+        state.update(
+            failing=False, failing_since=None, failures=0, failure_emailed=None, last_error=""
+        )
+        state["last_success"] = outcome["ended"]
+        state["newest_complete"] = outcome["set"]
+        state["newest_set_time"] = _set_time(outcome["set"] or "")
+    else:
+        if not previous_failing:
+            state.update(failing=True, failing_since=outcome["started"], failures=0)
+        state["failures"] = int(state.get("failures") or 0) + 1
+        if _should_repeat(cfg, state, outcome["error"]):
+            _email_failure(cfg, state, outcome)
+            state["failure_emailed"] = time.time()
+        state["last_error"] = outcome["error"]
+    state["last_run"] = outcome
+    state["max_age"] = _max_age(cfg)
+    _save_and_write_metrics(cfg, state)
+
+
+def _should_repeat(cfg: Config, state: Dict[str, Any], error: str) -> bool:
+    emailed = state.get("failure_emailed")
+    if emailed is None or error != state.get("last_error"):
+        return True
+    repeat = cfg.notify.repeat_after
+    return repeat is not None and time.time() - float(emailed) >= repeat
+
+
+def _email_failure(cfg: Config, state: Dict[str, Any], outcome: Dict[str, Any]) -> None:
+    partial = outcome["status"] == PARTIAL
+    subject = f"set {outcome['set']} is partial" if partial else "snapshot failed"
+    lines = [
+        f"The snapshot run on {cfg.hostname} started at {_when(outcome['started'])} "
+        + (
+            "committed a partial set: a part of it failed."
+            if partial
+            else "failed; no set was committed."
+        ),
+        "",
+        f"Error: {outcome['error'] or '(none given)'}",
+        "",
+        *_failing_lines(cfg, state),
+        "",
+        "What to do: read the error above and `journalctl -u shipper.service`, fix the cause, then",
+        "run `shipper snapshot` (or wait for the next slot) and check `shipper status`.",
+        "You will get an email when a run succeeds again.",
+    ]
+    send_email(cfg, subject, "\n".join(lines))
+
+
+def _failing_lines(cfg: Config, state: Dict[str, Any]) -> List[str]:
+    lines = []
+    failures = int(state.get("failures") or 1)
+    if failures > 1 and state.get("failing_since"):
+        lines.append(
+            f"Runs have failed {failures} times in a row since {_when(state['failing_since'])}."
+        )
+    newest = state.get("newest_complete")
+    if newest:
+        age = _set_age(newest)
+        if age is not None:
+            lines.append(
+                f"The newest complete set this server made is {newest}, {_duration(age)} old."
+            )
+    else:
+        lines.append("This server has not made a complete set yet.")
+    return lines
+
+
+def _email_recovery(cfg: Config, state: Dict[str, Any], outcome: Dict[str, Any]) -> None:
+    failures = int(state.get("failures") or 1)
+    since = state.get("failing_since")
+    lines = [
+        f"Snapshots work again on {cfg.hostname}: set {outcome['set']} is complete "
+        f"({_duration(outcome['duration'])}, {outcome['bytes_added']} bytes added).",
+        "",
+        f"Runs had failed {failures} time{'s' if failures != 1 else ''}"
+        + (f" since {_when(since)}" if since else "")
+        + f"; the last error was: {state.get('last_error') or '(none given)'}",
+    ]
+    send_email(cfg, "snapshots work again", "\n".join(lines))
+
+
+# ---------------------------------------------------------------- staleness
+
+
+def watch_staleness(
+    cfg: Config,
+    newest: Optional[dt.datetime],
+    max_age: int,
+    no_set_since: Optional[dt.datetime] = None,
+) -> bool:
+    """Email when the newest complete set gets older than max_age, and when it is fresh again.
+
+    With no complete set yet, the spare counts as stale once `no_set_since`
+    (when the repository was made) is more than max_age ago, so a new pair
+    of servers gets time for its first set. Returns whether the spare is stale.
+    """
+    state = load_state(cfg)
+    age = None if newest is None else max(0.0, time.time() - newest.timestamp())
+    if age is not None:
+        stale = age > max_age
+    else:
+        stale = no_set_since is None or time.time() - no_set_since.timestamp() > max_age
+    was_stale = bool(state.get("stale"))
+    state["newest_set_time"] = newest.timestamp() if newest else None
+    state["max_age"] = max_age
+    if stale:
+        emailed = state.get("stale_emailed")
+        repeat = cfg.notify.repeat_after
+        if not was_stale:
+            state["stale_since"] = time.time()
+        if not was_stale or (
+            emailed and repeat is not None and time.time() - float(emailed) >= repeat
+        ):
+            _email_stale(cfg, age, max_age)
+            state["stale_emailed"] = time.time()
+    elif was_stale:
+        send_email(
+            cfg,
+            "the spare is up to date again",
+            f"The newest complete set on {cfg.hostname} is {_duration(age or 0)} old again "
+            f"(max_age {_duration(max_age)}): the spare is up to date.",
+        )
+        state.update(stale_since=None, stale_emailed=None)
+    state["stale"] = stale
+    _save_and_write_metrics(cfg, state)
+    return stale
+
+
+def _email_stale(cfg: Config, age: Optional[float], max_age: int) -> None:
+    what = (
+        "there is no complete set"
+        if age is None
+        else f"the newest complete set is {_duration(age)} old"
+    )
+    lines = [
+        f"On {cfg.hostname}, {what}; max_age is {_duration(max_age)}.",
+        "The spare is getting stale: promoting it now would lose everything since that set.",
+        "",
+        "What to do: on the master, run `shipper status` and look at its last run and daemon",
+        "(`systemctl status shipper.service`); here, check the receiver",
+        "(`systemctl status shipper-receiver.service`) and `shipper status`.",
+    ]
+    subject = "the spare is stale: " + (
+        "no complete set" if age is None else f"newest set {_duration(age)} old"
+    )
+    send_email(cfg, subject, "\n".join(lines))
+
+
+def record_check(cfg: Config, ok: bool, at: float) -> None:
+    """Remember the last `shipper check` for the metrics file."""
+    state = load_state(cfg)
+    state["last_check"] = {"at": at, "ok": ok}
+    _save_and_write_metrics(cfg, state)
+
+
+# ---------------------------------------------------------------- email
+
+
+def send_email(cfg: Config, subject: str, body: str) -> bool:
+    """Send one email by SMTP (notify.smtp_host) or the local sendmail; False when it failed."""
+    settings = cfg.notify
+    if not settings.email_to:
+        return False
+    message = EmailMessage()
+    message["From"] = settings.email_from or f"shipper@{socket.getfqdn()}"
+    message["To"] = ", ".join(settings.email_to)
+    message["Subject"] = f"[shipper] {cfg.hostname}: {subject}"
+    message["Date"] = formatdate(localtime=True)
+    message["Message-ID"] = make_msgid(domain=socket.getfqdn())
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body + f"\n\n-- \nshipper {__version__} on {socket.gethostname()}\n")
+    try:
+        if settings.smtp_host:
+            host, port = _host_port(settings.smtp_host, 25)
+            with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT) as smtp:
+                smtp.send_message(message)
+        else:
+            subprocess.run(
+                [settings.sendmail, "-t", "-oi"],
+                input=message.as_bytes(),
+                capture_output=True,
+                timeout=60,
+                check=True,
+            )
+    except subprocess.CalledProcessError as exc:
+        detail = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [
+            f"exit {exc.returncode}"
+        ]
+        log.warning(
+            "could not send the email %r: %s failed: %s", subject, settings.sendmail, detail[0]
+        )
+        return False
+    except (OSError, smtplib.SMTPException, subprocess.SubprocessError, ValueError) as exc:
+        via = settings.smtp_host or settings.sendmail
+        log.warning("could not send the email %r via %s: %s", subject, via, exc)
+        return False
+    log.info("emailed %s: %s", message["To"], subject)
+    return True
+
+
+def _host_port(text: str, default: int) -> Tuple[str, int]:
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return text, default
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+def call_webhook(url: Optional[str], payload: Dict[str, Any]) -> bool:
+    """POST the event as JSON (healthchecks.io style URLs work as they are); never raises."""
+    if not url:
+        return False
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json", "User-Agent": f"shipper/{__version__}"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:
+            response.read(4096)
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        log.warning(
+            "the %s webhook at %s failed: %s", payload.get("event"), _safe_url(url), _reason(exc)
+        )
+        return False
+    return True
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}"
+    return str(getattr(exc, "reason", exc))
+
+
+def _safe_url(url: str) -> str:
+    """Scheme and host only: webhook paths and queries often hold tokens."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}" + (f":{parts.port}" if parts.port else "")
+
+
+def _payload(cfg: Config, event: str, outcome: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    data: Dict[str, Any] = {
+        "event": event,
+        "host": cfg.hostname,
+        "role": cfg.role,
+        "time": time.time(),
+    }
+    if outcome:
+        data.update(
+            status=outcome["status"],
+            set=outcome["set"],
+            error=outcome["error"],
+            duration=round(outcome["duration"], 3),
+            bytes_added=outcome["bytes_added"],
+        )
+    return data
+
+
+# ---------------------------------------------------------------- state and metrics
+
+
+def load_state(cfg: Config) -> Dict[str, Any]:
+    try:
+        state = json.loads((cfg.state / STATE_FILE).read_text())
+        if isinstance(state, dict):
+            return state
+    except (OSError, ValueError):
+        pass
+    return _seed_state(cfg)
+
+
+def _seed_state(cfg: Config) -> Dict[str, Any]:
+    """With no state yet, judge recovery by the last run's record (snapshot.record_run)."""
+    from shipper import snapshot
+
+    record = snapshot.last_run(cfg)
+    if not record:
+        return {}
+    failed = record.get("status") != COMPLETE
+    return {
+        "failing": failed,
+        "failures": 1 if failed else 0,
+        "last_error": record.get("error", ""),
+        "newest_complete": None if failed else record.get("set_id"),
+    }
+
+
+def _save_and_write_metrics(cfg: Config, state: Dict[str, Any]) -> None:
+    path = cfg.state / STATE_FILE
+    try:
+        _write_atomic(path, json.dumps(state, indent=1), 0o600)
+    except OSError as exc:
+        log.warning("cannot save the notification state %s: %s", path, exc.strerror)
+    if cfg.notify.metrics_file:
+        try:
+            _write_atomic(Path(cfg.notify.metrics_file), metrics_text(cfg, state), 0o644)
+        except OSError as exc:
+            log.warning(
+                "cannot write the metrics file %s: %s", cfg.notify.metrics_file, exc.strerror
+            )
+
+
+def metrics_text(cfg: Config, state: Dict[str, Any], at: Optional[float] = None) -> str:
+    """The Prometheus textfile: only what this host knows (a slave makes no runs)."""
+    at = time.time() if at is None else at
+    out: List[str] = []
+
+    def gauge(name: str, help_text: str, value: Any, labels: str = "") -> None:
+        if value is None:
+            return
+        out.extend(
+            [
+                f"# HELP {name} {help_text}",
+                f"# TYPE {name} gauge",
+                f"{name}{labels} {_number(value)}",
+            ]
+        )
+
+    host = _label(cfg.hostname)
+    gauge("shipper_info", "This host's role; always 1.", 1, f'{{role="{cfg.role}",host="{host}"}}')
+    run = state.get("last_run")
+    if run:
+        gauge(
+            "shipper_last_run_timestamp_seconds",
+            "When the last run ended (Unix time).",
+            run["ended"],
+        )
+        gauge(
+            "shipper_last_run_success",
+            "1 if the last run committed a complete set.",
+            int(run["status"] == COMPLETE),
+        )
+        gauge("shipper_last_run_duration_seconds", "How long the last run took.", run["duration"])
+        gauge(
+            "shipper_last_run_bytes_added",
+            "Bytes the last run added to the repository.",
+            run["bytes_added"],
+        )
+        out.extend(
+            [
+                "# HELP shipper_last_run_status The last run's outcome (1 for the one it had).",
+                "# TYPE shipper_last_run_status gauge",
+            ]
+        )
+        out.extend(
+            f'shipper_last_run_status{{status="{s}"}} {int(run["status"] == s)}' for s in STATUSES
+        )
+        gauge(
+            "shipper_consecutive_failures",
+            "Runs that failed in a row.",
+            int(state.get("failures") or 0),
+        )
+    gauge(
+        "shipper_last_success_timestamp_seconds",
+        "When the last complete set was made (Unix time).",
+        state.get("last_success"),
+    )
+    newest = state.get("newest_set_time")
+    if newest is None and state.get("newest_complete"):
+        newest = _set_time(state["newest_complete"])
+    gauge(
+        "shipper_newest_set_timestamp_seconds",
+        "Time of the newest complete set (Unix time).",
+        newest,
+    )
+    if newest is not None:
+        gauge(
+            "shipper_newest_set_age_seconds",
+            "Age of the newest complete set when this file was written.",
+            max(0.0, at - newest),
+        )
+    check = state.get("last_check")
+    if check:
+        gauge(
+            "shipper_last_check_timestamp_seconds",
+            "When `shipper check` last ran (Unix time).",
+            check["at"],
+        )
+        gauge(
+            "shipper_last_check_success",
+            "1 if the last `shipper check` found no problem.",
+            int(check["ok"]),
+        )
+    max_age = state.get("max_age")
+    if max_age:
+        gauge(
+            "shipper_max_age_seconds", "Age after which the newest complete set is stale.", max_age
+        )
+        stale = newest is None or at - newest > max_age
+        gauge("shipper_stale", "1 if the newest complete set is older than max_age.", int(stale))
+    return "\n".join(out) + "\n"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(round(value, 3))
+    return str(value)
+
+
+def _label(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def _write_atomic(path: Path, text: str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _set_time(set_id: str) -> Optional[float]:
+    from shipper import sets
+
+    return sets.id_time(set_id).timestamp() if sets.is_set_id(set_id) else None
+
+
+def _set_age(set_id: str) -> Optional[float]:
+    when = _set_time(set_id)
+    return None if when is None else max(0.0, time.time() - when)
+
+
+def _when(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(float(timestamp)).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _max_age(cfg: Config) -> Optional[int]:
+    from shipper.schedule import max_age
+
+    try:
+        return max_age(cfg)
+    except Exception:  # a schedule croniter cannot follow must not fail the run's report
+        return None
+
+
+def _duration(seconds: float) -> str:
+    from shipper.schedule import describe_duration
+
+    return describe_duration(seconds)
