@@ -192,6 +192,7 @@ class _RunningRestic:
         self.network_timeout = network_timeout
         self.retrying_since: Optional[float] = None
         self.gave_up = ""
+        self.full = ""
         self._stderr_thread = threading.Thread(target=self._read_stderr, daemon=True)
         self._stderr_thread.start()
         threading.Thread(target=self._watch_retries, daemon=True).start()
@@ -210,6 +211,8 @@ class _RunningRestic:
 
     def _note_retry(self, line: str) -> None:
         if "returned error, retrying after" in line:
+            if is_disk_full(line):
+                self.full = line  # retrying cannot make room: stop at once
             if self.retrying_since is None:
                 self.retrying_since = time.monotonic()
         elif "operation successful after" in line:
@@ -218,6 +221,10 @@ class _RunningRestic:
     def _watch_retries(self) -> None:
         """restic retries a dead backend for 15 minutes; shipper gives up sooner."""
         while self.process.poll() is None:
+            if self.full:
+                self.gave_up = self.full
+                _stop(self.process)
+                return
             since = self.retrying_since
             if since is not None and time.monotonic() - since > self.network_timeout:
                 self.gave_up = (
@@ -403,6 +410,13 @@ class Restic:
     def _error(self, code: int, running: _RunningRestic, command: str) -> ResticError:
         detail = _error_text(running)
         where = self.repository.display
+        if is_disk_full(running.gave_up or detail):
+            return RepositoryFull(
+                f"slave disk full: the repository at {where} has no space left "
+                f"({_last_line(running.gave_up or detail)}); free space on the slave (or run "
+                "`shipper prune` there), then run again",
+                detail,
+            )
         if running.gave_up:
             return Unreachable(
                 f"cannot reach the receiver at {where}: no answer for "
@@ -437,12 +451,6 @@ class Restic:
                 f"the receiver at {where} presented a certificate shipper does not trust: "
                 f"{_last_line(detail)}; check repository.cacert, or re-run `shipper setup master` "
                 "with the slave's fingerprint",
-                detail,
-            )
-        if "no space left" in lowered or "insufficient storage" in lowered or "507" in detail:
-            return RepositoryFull(
-                f"slave disk full: the repository at {where} has no space left; "
-                "free space on the slave (or run `shipper prune` there), then run again",
                 detail,
             )
         if any(s in lowered for s in _UNREACHABLE_HINTS):
@@ -715,6 +723,14 @@ class Restic:
         """Remove only stale locks (restic's own judgement); never --remove-all."""
         self._run(["unlock"], locking=False)
 
+
+def is_disk_full(text: str) -> bool:
+    """restic's words for a full repository disk: local ENOSPC, rest-server's HTTP 507."""
+    lowered = text.lower()
+    return any(hint in lowered for hint in _FULL_HINTS)
+
+
+_FULL_HINTS = ("no space left", "insufficient storage", "(507)", "disk quota exceeded")
 
 _UNREACHABLE_HINTS = (
     "connection refused",

@@ -1,0 +1,113 @@
+"""What the fault tests share: running shipper, reading its sets, finding its children."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from tests.shipperenv import ShipperEnv, tree_digest
+
+EXIT_LOCK_HELD = 3
+EXIT_PARTIAL = 4
+
+
+def clean_failure(result: subprocess.CompletedProcess, code: int = 1) -> str:
+    """The run failed with `code`, a message and no traceback; its stderr."""
+    assert result.returncode == code, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert result.stderr.strip() or result.stdout.strip(), "failed without a word"
+    return result.stderr
+
+
+def sets_json(env: ShipperEnv) -> List[Dict]:
+    return json.loads(env.run("sets", "--json", check=True).stdout)
+
+
+def statuses(env: ShipperEnv) -> Dict[str, str]:
+    return {s["id"]: s["status"] for s in sets_json(env)}
+
+
+def snapshot_ok(env: ShipperEnv) -> str:
+    """Take a set, expect it complete; its id."""
+    result = env.run("snapshot", "--json", check=True)
+    data = json.loads(result.stdout)
+    assert data["status"] == "complete", result
+    return data["set_id"]
+
+
+def restored_digest(env: ShipperEnv, set_id: str, target: Path, src: Optional[Path] = None) -> Dict:
+    """Restore a set with shipper and digest the source tree as restored."""
+    env.run("restore", set_id, "--target", str(target), check=True)
+    return tree_digest(target / (src or env.src).relative_to("/"))
+
+
+def descendants(pid: int) -> List[int]:
+    out: List[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def argv_of(pid: int) -> List[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def wait_for_descendant(
+    pid: int, match: Callable[[List[str]], bool], timeout: float = 30, what: str = "a child"
+) -> int:
+    """The pid of the first process under `pid` whose argv matches."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in descendants(pid):
+            if match(argv_of(child)):
+                return child
+        time.sleep(0.01)
+    raise TimeoutError(f"no {what} under pid {pid} after {timeout}s")
+
+
+def is_restic(command: str, *words: str) -> Callable[[List[str]], bool]:
+    def match(argv: List[str]) -> bool:
+        return (
+            bool(argv)
+            and argv[0].endswith("restic")
+            and command in argv
+            and all(w in argv for w in words)
+        )
+
+    return match
+
+
+def gone(pid: int, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not os.path.exists(f"/proc/{pid}") or _zombie(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0

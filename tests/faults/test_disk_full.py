@@ -1,0 +1,78 @@
+"""The slave's disk fills up: a 40 MiB tmpfs holds the repository behind a real rest-server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.faults.helpers import clean_failure, restored_digest, sets_json, snapshot_ok
+from tests.shipperenv import RestServer, ShipperEnv, free_port, make_dataset, tree_digest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    disk = tmp_path / "slave-disk"
+    disk.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=40m,mode=0700", "tmpfs", str(disk)], check=True
+    )
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A filler file that leaves `leave` bytes free on the disk."""
+    filler = disk / "filler"
+    size = shutil.disk_usage(disk).free - leave
+    with open(filler, "wb") as handle:
+        handle.write(b"\0" * size)
+    return filler
+
+
+def test_slave_disk_full_fails_clearly_keeps_old_sets_and_recovers(
+    shipper_env: ShipperEnv, small_disk: Path, tmp_path: Path
+):
+    env = shipper_env
+    server = RestServer(small_disk, free_port(), ["--no-auth", "--append-only"]).start()
+    try:
+        env.write_config(repository={"url": server.url + "master/", "network_timeout": 60})
+        env.run("init", check=True)
+        make_dataset(env.src, files=60, mib=1)
+        good_state = tree_digest(env.src)
+        good = snapshot_ok(env)
+
+        filler = fill(small_disk, leave=6 << 20)
+        (env.src / "big.bin").write_bytes(os.urandom(20 << 20))  # incompressible
+        clock = time.monotonic()
+        failed = env.run("snapshot", timeout=120)
+        took = time.monotonic() - clock
+        err = clean_failure(failed)
+        assert "slave disk full" in err and server.url + "master/" in err, err
+        assert took < 30, f"a full disk took {took:.0f}s to fail (restic retries for 15 min)"
+
+        # The sets already there stay whole and readable.
+        assert [(s["id"], s["status"]) for s in sets_json(env)] == [(good, "complete")]
+        repo = small_disk / "master"
+        checked = env.restic("check", "--read-data", repo=str(repo), check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert restored_digest(env, good, tmp_path / "r1") == good_state
+
+        # Space freed: the next run succeeds and restores byte for byte.
+        filler.unlink()
+        now_state = tree_digest(env.src)
+        second = snapshot_ok(env)
+        assert restored_digest(env, second, tmp_path / "r2") == now_state
+        checked = env.restic("check", repo=str(repo), check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    finally:
+        server.stop()
