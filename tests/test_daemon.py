@@ -181,9 +181,9 @@ def test_stop_interrupts_a_long_set_safely(shipper_env: ShipperEnv, daemons) -> 
     env.run("init", check=True)
     env.run("snapshot", check=True)
     with open(env.src / "big.bin", "wb") as handle:
-        handle.write(os.urandom(100 * 1024 * 1024))
+        handle.write(os.urandom(150 * 1024 * 1024))
     daemon = Daemon(
-        env, "--schedule", "* * * * * */1", "--check-interval", "0.2", "--stop-grace", "0.5"
+        env, "--schedule", "* * * * * */1", "--check-interval", "0.2", "--stop-grace", "0.2"
     )
     daemons.append(daemon)
     daemon.wait_log(r"taking the set for")
