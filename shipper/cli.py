@@ -304,7 +304,8 @@ def run_promote(ctx: Context) -> int:
 
         def on_step(name: str, status: str) -> None:
             if status == "running":
-                progress.start(name)
+                if name == "files":  # the only step with restic progress; databases load meanwhile
+                    progress.start(name)
                 return
             progress.finish()
             if not args.json:

@@ -75,7 +75,8 @@ def _file_change(result: Difference, message: Dict[str, Any], skip: set) -> None
         result.removed.append(path)
     elif MODIFIED in modifier or TYPE_CHANGED in modifier:
         result.changed.append(path)
-    elif METADATA in modifier:
+    elif METADATA in modifier and not path.endswith("/"):
+        # A folder's metadata changes whenever an entry comes or goes: noise.
         result.metadata.append(path)
 
 

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
-from shipper import config, hooks, sets
+from shipper import hooks, sets
 from shipper.config import Config
 from shipper.errors import NotFound, Refused, ShipperError
 from shipper.restic import Restic, ResticError
@@ -494,20 +494,12 @@ class Report:
     path: str = ""
     error: str = ""
     finished: str = field(default_factory=_now)
-
-    def seconds_of(self, prefix: str) -> float:
-        return round(
-            sum(s.seconds for s in self.steps if s.name.startswith(prefix) and not s.earlier), 3
-        )
+    # Wall-clock seconds of this run's phases (databases load side by side, so
+    # their steps' seconds add up to more than the phase took).
+    split: Dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> Dict[str, Any]:
-        data = asdict(self)
-        data["split"] = {
-            "files": self.seconds_of(FILES),
-            "databases": round(self.seconds_of("globals:") + self.seconds_of("database:"), 3),
-            "hooks": self.seconds_of("hook:"),
-        }
-        return data
+        return asdict(self)
 
 
 # ---------------------------------------------------------------- the promotion
@@ -772,8 +764,12 @@ class Promotion:
         if snapshot and FILES not in done and scope.paths:
             changes, children = self._preview(snapshot, scope)
             includes = scope.includes(children)
-            self._check_space(say, changes)
         loads = database_loads(chosen, self.manifest)
+        wanted = list(changes.bytes_by_path.items()) if changes else []
+        self._check_space(
+            say,
+            [(under_root(self.root, p), n) for p, n in wanted] + self._database_space(loads, done),
+        )
         post = [hook.name for hook in hooks.find(self.cfg.hooks.dirs, hooks.POST_RESTORE)]
         steps = [
             RECEIVER,
@@ -848,10 +844,29 @@ class Promotion:
         changes.warnings = errors
         return changes, {folder: sorted(names) for folder, names in children.items()}
 
-    def _check_space(self, say: Say, changes: FileChanges) -> None:
+    def _database_space(self, loads: List[DatabaseLoad], done: List[str]) -> List[Tuple[str, int]]:
+        """Where each engine keeps its data and the bytes its loads add (a load is about its dump)."""
+        from shipper import databases
+
+        out = []
+        engines = self.engines()
+        for label in sorted({load.engine for load in loads if load.step not in done}):
+            engine = engines.get(label)
+            folder = getattr(engine, "data_directory", None)
+            if folder is None:
+                continue  # an engine that cannot say where its data lives is not checked
+            try:
+                with engine.credentials():
+                    where = folder()
+            except databases.DatabaseError:
+                continue  # preflight has named a server that does not answer
+            out.append((where, sum(load.bytes for load in loads if load.engine == label)))
+        return out
+
+    def _check_space(self, say: Say, needs: List[Tuple[str, int]]) -> None:
         needed: Dict[int, Tuple[int, str]] = {}
-        for path, size in changes.bytes_by_path.items():
-            where = _existing(under_root(self.root, path))
+        for path, size in needs:
+            where = _existing(path)
             device = os.stat(where).st_dev
             total, _ = needed.get(device, (0, where))
             needed[device] = (total + size, where)
@@ -874,48 +889,88 @@ class Promotion:
         plan = self._plan or self.plan()
         self.journal = Journal(self.folder, plan.set_id)
         self.journal.start(plan.set_id, self.root)
-        results = [StepResult("preflight and plan", DONE, round(time.monotonic() - self.clock, 3))]
+        first = round(time.monotonic() - self.clock, 3)
+        results = [StepResult("preflight and plan", DONE, first)]
+        split = {"preflight and plan": first, FILES: 0.0, "databases": 0.0, "hooks": 0.0}
         error = ""
         try:
-            for name, action in self._actions(plan):
-                if name == "databases":
-                    results.extend(self.load_databases(plan, on_step))
-                else:
-                    results.append(self._step(name, action, on_step))
-        except ShipperError as exc:
+            self._check(results, self._step(RECEIVER, lambda: stop_receiver(self.cfg), on_step))
+            self._restore_data(plan, on_step, results, split)
+            clock = time.monotonic()
+            for name in plan.hooks:
+                step = self._step(
+                    f"hook:{name}", lambda name=name: self.run_hook(plan, name), on_step
+                )
+                self._check(results, step)
+            split["hooks"] = round(time.monotonic() - clock, 3)
+            self._check(
+                results, self._step(ROLE, lambda: become_master(self.cfg, plan.set_id), on_step)
+            )
+        except PromoteFailed as exc:
             error = str(exc)
-        outcome = "failed" if error else "promoted"
         if not error:
             self.journal.remember("finished", _now())
         report = Report(
             plan.set_id,
             self.root,
-            outcome,
+            "failed" if error else "promoted",
             self.started,
             round(time.monotonic() - self.clock, 3),
             results,
             path=str(self.folder / f"{plan.set_id}-report.json"),
             error=error,
+            split=split,
         )
         self.write_report(report)
         return report
 
-    def _actions(self, plan: Plan) -> Iterator[Tuple[str, Callable[[], Any]]]:
-        yield RECEIVER, lambda: stop_receiver(self.cfg)
-        if plan.files_snapshot:
-            yield FILES, lambda: self.restore_files(plan)
-        if plan.databases:
-            yield "databases", lambda: self.load_databases(plan)
-        for name in plan.hooks:
-            yield f"hook:{name}", lambda name=name: self.run_hook(plan, name)
-        yield ROLE, lambda: become_master(self.cfg, plan.set_id)
+    @staticmethod
+    def _check(results: List[StepResult], *steps: StepResult) -> None:
+        """Add the steps to the report; stop at a failed one."""
+        results.extend(steps)
+        failed = [step for step in steps if step.status == FAILED]
+        if failed:
+            raise PromoteFailed(
+                "; ".join(f"step {step.name} failed: {step.detail}" for step in failed)
+            )
+
+    def _restore_data(
+        self, plan: Plan, on_step, results: List[StepResult], split: Dict[str, float]
+    ) -> None:
+        """Files and databases side by side: neither needs the other, and the time to recover is what counts."""
+
+        def timed(phase: str, work: Callable[[], List[StepResult]]) -> List[StepResult]:
+            clock = time.monotonic()
+            try:
+                return work()
+            finally:
+                split[phase] = round(time.monotonic() - clock, 3)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            files = None
+            if plan.files_snapshot:
+                action = lambda: self.restore_files(plan)  # noqa: E731
+                files = pool.submit(timed, FILES, lambda: [self._step(FILES, action, on_step)])
+            loaded = (
+                timed("databases", lambda: self.load_databases(plan, on_step))
+                if plan.databases
+                else []
+            )
+            restored = files.result() if files is not None else []
+        self._check(results, *restored, *loaded)
 
     def _step(self, name: str, action: Callable[[], Any], on_step) -> StepResult:
+        """Run one step unless an earlier run did it; a failure is returned, not raised."""
+        from shipper import databases
+
         journal = self.journal
         assert journal is not None
         if journal.done(name):
             on_step(name, "done earlier")
-            return self._earlier(name)
+            earlier = journal.data["steps"][name]
+            return StepResult(
+                name, DONE, earlier.get("seconds", 0.0), earlier.get("detail"), earlier=True
+            )
         on_step(name, "running")
         journal.remember("current", name)
         fault_point(name, "start")
@@ -923,22 +978,15 @@ class Promotion:
         try:
             detail = action()
             fault_point(name, "end")
-        except (ShipperError, ResticError, OSError) as exc:
-            seconds = time.monotonic() - clock
+        except (ShipperError, ResticError, OSError, databases.DatabaseError) as exc:
+            seconds = round(time.monotonic() - clock, 3)
             journal.record(name, FAILED, seconds, str(exc))
             on_step(name, f"failed: {exc}")
-            raise PromoteFailed(f"step {name} failed: {exc}") from None
-        seconds = time.monotonic() - clock
+            return StepResult(name, FAILED, seconds, str(exc))
+        seconds = round(time.monotonic() - clock, 3)
         journal.record(name, DONE, seconds, detail)
         on_step(name, "done")
-        return StepResult(name, DONE, round(seconds, 3), detail)
-
-    def _earlier(self, name: str) -> StepResult:
-        assert self.journal is not None
-        earlier = self.journal.data["steps"][name]
-        return StepResult(
-            name, DONE, earlier.get("seconds", 0.0), earlier.get("detail"), earlier=True
-        )
+        return StepResult(name, DONE, seconds, detail)
 
     # ------------------------------------------------------------ files
 
@@ -975,52 +1023,22 @@ class Promotion:
     # ------------------------------------------------------------ databases
 
     def load_databases(self, plan: Plan, on_step: Callable[[str, str], None]) -> List[StepResult]:
-        journal = self.journal
-        assert journal is not None
+        """Globals first (the databases' owners and grants), then the databases side by side."""
         engines = self.engines()
-        results: List[StepResult] = []
-        pending = []
-        for load in plan.databases:
-            if journal.done(load.step):
-                on_step(load.step, "done earlier")
-                results.append(self._earlier(load.step))
-            else:
-                pending.append(load)
+
+        def load(item: DatabaseLoad) -> StepResult:
+            return self._step(
+                item.step, lambda: load_part(self.restic, engines[item.engine], item), on_step
+            )
+
         with contextlib.ExitStack() as stack:
-            for name in sorted({load.engine for load in pending}):
+            for name in sorted({item.engine for item in plan.databases}):
                 stack.enter_context(engines[name].credentials())
-            # Globals first (the databases' owners and grants), then the databases side by side.
-            for load in [item for item in pending if item.is_globals]:
-                results.append(self._load_one(engines, load, on_step))
-            rest = [item for item in pending if not item.is_globals]
+            results = [load(item) for item in plan.databases if item.is_globals]
+            rest = [item for item in plan.databases if not item.is_globals]
             with concurrent.futures.ThreadPoolExecutor(max(1, self.cfg.databases.parallel)) as pool:
-                results += list(pool.map(lambda item: self._load_one(engines, item, on_step), rest))
-        failed = [r for r in results if r.status == FAILED]
-        if failed:
-            raise PromoteFailed("; ".join(f"{r.name} failed: {r.detail}" for r in failed))
+                results += list(pool.map(load, rest))
         return results
-
-    def _load_one(self, engines: Dict[str, Any], load: DatabaseLoad, on_step) -> StepResult:
-        from shipper import databases
-
-        journal = self.journal
-        assert journal is not None
-        on_step(load.step, "running")
-        fault_point(load.step, "start")
-        clock = time.monotonic()
-        try:
-            load_part(self.restic, engines[load.engine], load)
-            fault_point(load.step, "end")
-        except (databases.DatabaseError, ResticError, ShipperError, OSError) as exc:
-            seconds = time.monotonic() - clock
-            journal.record(load.step, FAILED, seconds, str(exc))
-            on_step(load.step, f"failed: {exc}")
-            return StepResult(load.step, FAILED, round(seconds, 3), str(exc))
-        seconds = time.monotonic() - clock
-        detail = {"bytes": load.bytes, "database": load.database}
-        journal.record(load.step, DONE, seconds, detail)
-        on_step(load.step, "done")
-        return StepResult(load.step, DONE, round(seconds, 3), detail)
 
     # ------------------------------------------------------------ hooks
 
@@ -1049,7 +1067,7 @@ class Promotion:
 
 def load_part(
     restic: Restic, engine: Any, load: DatabaseLoad, as_name: Optional[str] = None
-) -> None:
+) -> Dict[str, Any]:
     """Stream one dump from the repository into the engine's loader, checking its digest."""
     with restic.dump(load.snapshot, "/" + load.filename) as stream:
         checked = DigestCheckingReader(stream, load.sha256, load.part)
@@ -1058,6 +1076,7 @@ def load_part(
         else:
             engine.load(checked, load.database, as_name=as_name)
         checked.drain()
+    return {"database": as_name or load.database or "globals", "bytes": checked.size}
 
 
 class DigestCheckingReader:
@@ -1157,39 +1176,13 @@ def major_of(engine: str, version: str) -> str:
 
 
 def become_master(cfg: Config, set_id: str) -> str:
-    """role: master and enabled: false in the config file, keeping its comments."""
-    path = Path(cfg.source)
-    text = path.read_text()
-    note = f"  # promoted from set {set_id} on {_now()}"
-    text = set_top_level(text, "role", "master" + note)
-    text = set_top_level(
-        text, "enabled", "false  # until a new slave is configured (`shipper enable`)"
+    """role: master and enabled: false in the config file, its comments and other keys kept."""
+    from shipper import provision
+
+    provision.update_config(cfg.source, {("role",): "master", ("enabled",): False}, "")
+    return (
+        f"{cfg.source}: role master (set {set_id}), schedule disabled until a new slave is set up"
     )
-    checked = config.parse(text, str(path))
-    if checked.role != "master" or checked.enabled:
-        raise PromoteFailed(
-            f"could not rewrite {path}: set `role: master` and `enabled: false` there by hand"
-        )
-    info = path.stat()
-    tmp = path.with_name(path.name + ".promote")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IMODE(info.st_mode))
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    with contextlib.suppress(PermissionError):
-        os.chown(tmp, info.st_uid, info.st_gid)
-    os.replace(tmp, path)
-    return f"{path}: role master, schedule disabled"
-
-
-def set_top_level(text: str, key: str, value: str) -> str:
-    """Replace (or add) one top-level `key: value` line of a YAML file."""
-    pattern = re.compile(rf"^{re.escape(key)}\s*:.*$", re.MULTILINE)
-    line = f"{key}: {value}"
-    if pattern.search(text):
-        return pattern.sub(lambda _: line, text, count=1)
-    return text.rstrip("\n") + "\n" + line + "\n"
 
 
 # ---------------------------------------------------------------- small helpers
@@ -1311,7 +1304,7 @@ def report_lines(report: Report) -> List[str]:
     for step in report.steps:
         when = "earlier run" if step.earlier else f"{step.seconds:.1f}s"
         lines.append(f"  {step.status:<7} {step.name:<32} {when}")
-    split = report.to_json()["split"]
+    split = report.split
     lines.append(
         f"  files {split['files']:.1f}s, databases {split['databases']:.1f}s, hooks {split['hooks']:.1f}s"
     )

@@ -7,6 +7,7 @@ databases side is in test_promote_e2e.py.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -53,14 +54,6 @@ def test_scope_route_goes_down_to_a_deep_protected_path() -> None:
 
 def test_restic_pattern_escapes_globs() -> None:
     assert promote.restic_pattern("/srv/a[1]/b*?\\c") == "/srv/a\\[1]/b\\*\\?\\\\c"
-
-
-def test_set_top_level_keeps_the_rest_of_the_file() -> None:
-    text = "# my config\nrole: slave  # was\nrepository:\n  url: /r\n  role: nested\n"
-    out = promote.set_top_level(promote.set_top_level(text, "role", "master"), "enabled", "false")
-    assert (
-        out == "# my config\nrole: master\nrepository:\n  url: /r\n  role: nested\nenabled: false\n"
-    )
 
 
 def test_digest_checking_reader_fails_at_the_end_of_a_wrong_stream() -> None:
@@ -351,6 +344,9 @@ def test_dry_run_changes_nothing(master: Master) -> None:
     assert plan["changes"]["removed"] >= 3 and plan["changes"]["new"] > 300
     assert (file_state(slave.root), slave.config.read_text()) == before
     assert not (slave.state / "promote").exists()  # no journal: nothing to resume
+    unconfirmed = slave.promote()  # no --yes and no terminal
+    assert unconfirmed.returncode == 1 and "not on a terminal: give --yes" in unconfirmed.stderr
+    assert (file_state(slave.root), slave.config.read_text()) == before
 
 
 def test_promote_an_older_set(master: Master) -> None:
@@ -480,3 +476,59 @@ def test_restore_into_folders_with_symlinks_on_the_way_stays_inside(
 def test_sets_listing_helpers_are_json(master: Master) -> None:
     listing: List[Dict[str, Any]] = json.loads(master.env.run("sets", "--json", check=True).stdout)
     assert {s["status"] for s in listing} >= {"complete", "partial"}
+
+
+# ---------------------------------------------------------------- manual restores of one database
+
+
+def test_restore_db_as_a_new_name_and_in_place(
+    shipper_env: ShipperEnv, mariadb_server: Any, postgresql_server: Any
+) -> None:
+    env = shipper_env
+    env.run("init", check=True)
+    mariadb_server.sql("DROP DATABASE IF EXISTS rdb; CREATE DATABASE rdb")
+    mariadb_server.sql(
+        "CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'then')", "rdb"
+    )
+    postgresql_server.sql("DROP DATABASE IF EXISTS rdb")
+    postgresql_server.sql("DROP ROLE IF EXISTS rdb_owner")
+    postgresql_server.sql("CREATE ROLE rdb_owner LOGIN PASSWORD 'owner pw'")
+    postgresql_server.sql("CREATE DATABASE rdb OWNER rdb_owner")
+    postgresql_server.sql(
+        "CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'then')", "rdb"
+    )
+    env.write_config(
+        databases={
+            "enabled": True,
+            "mariadb": [{**dataclasses.asdict(mariadb_server.config()), "databases": ["rdb"]}],
+            "postgresql": [
+                {**dataclasses.asdict(postgresql_server.config()), "databases": ["rdb"]}
+            ],
+        }
+    )
+    set_id = json.loads(env.run("snapshot", "--json", check=True).stdout)["set_id"]
+    mariadb_server.sql("UPDATE t SET v = 'now'", "rdb")
+    postgresql_server.sql("UPDATE t SET v = 'now'", "rdb")
+
+    dry = env.run("restore-db", set_id, "mariadb:rdb", "--as", "rdb_then", "--dry-run", check=True)
+    assert "would load mariadb:rdb into rdb_then" in dry.stdout
+    assert not mariadb_server.sql("SHOW DATABASES LIKE 'rdb_then'")
+    env.run("restore-db", set_id, "mariadb:rdb", "--as", "rdb_then", check=True)
+    assert mariadb_server.sql("SELECT v FROM t", "rdb_then") == [("then",)]
+    assert mariadb_server.sql("SELECT v FROM t", "rdb") == [("now",)]
+
+    postgresql_server.sql("DROP DATABASE rdb")
+    postgresql_server.sql("DROP ROLE rdb_owner")
+    done = env.run("restore-db", "latest", "postgresql:rdb", "--globals", check=True)
+    assert "loaded postgresql users and grants" in done.stdout
+    assert postgresql_server.sql("SELECT v FROM t", "rdb") == [("then",)]
+    assert postgresql_server.sql(
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'rdb'"
+    ) == [("rdb_owner",)]
+
+    missing = env.run("restore-db", set_id, "mariadb:nope")
+    assert (
+        missing.returncode == 1
+        and "has no database mariadb:nope; its databases: mariadb:rdb, postgresql:rdb"
+        in (missing.stderr)
+    )
