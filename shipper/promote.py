@@ -910,6 +910,7 @@ class Promotion:
             error = str(exc)
         if not error:
             self.journal.remember("finished", _now())
+            self._close_other_journals(plan.set_id)
         report = Report(
             plan.set_id,
             self.root,
@@ -923,6 +924,13 @@ class Promotion:
         )
         self.write_report(report)
         return report
+
+    def _close_other_journals(self, set_id: str) -> None:
+        """Promotes of other sets left unfinished are over: they must not be resumed later."""
+        for data in Journal.unfinished(self.folder):
+            if data["set"] != set_id:
+                other = Journal(self.folder, data["set"])
+                other.remember("finished", f"abandoned: set {set_id} was promoted at {_now()}")
 
     @staticmethod
     def _check(results: List[StepResult], *steps: StepResult) -> None:

@@ -354,8 +354,12 @@ def test_promote_an_older_set(master: Master) -> None:
     first = next(
         k for k, v in master.states.items() if v is master.states["first"] and k != "first"
     )
+    # An interrupted promote of the newest set, then the operator promotes an older one instead.
+    assert slave.promote("--yes", fault="receiver:end").returncode == -signal.SIGKILL
     slave.promote("--yes", "--set", first, check=True)
     slave.assert_promoted_to("first")
+    refused = slave.promote("--yes")  # the interrupted one is over: nothing to resume on a master
+    assert refused.returncode == 1 and "this server is a master" in refused.stdout
 
 
 def test_partial_set_needs_allow_partial(master: Master) -> None:
