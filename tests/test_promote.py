@@ -7,6 +7,7 @@ databases side is in test_promote_e2e.py.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -66,6 +67,55 @@ def test_digest_checking_reader_fails_at_the_end_of_a_wrong_stream() -> None:
     reader.read(2)
     with pytest.raises(DatabaseError, match="does not match its manifest"):
         reader.drain()
+
+
+class FakeEngine:
+    name = label = "postgresql"
+
+    def __init__(self, version: str, down: bool = False):
+        self._version, self.down = version, down
+
+    def credentials(self) -> Any:
+        return contextlib.nullcontext()
+
+    def version(self) -> str:
+        from shipper.databases import DatabaseError
+
+        if self.down:
+            raise DatabaseError("postgresql at /run/postgresql:5432: connection refused")
+        return self._version
+
+    def major_version(self) -> str:
+        return self._version.split(".")[0]
+
+
+def test_database_server_checks_name_versions_and_what_to_do(tmp_path: Path) -> None:
+    from shipper import config
+
+    cfg = config.parse(f"repository: {{url: /r}}\nstate_dir: {tmp_path}\n")
+
+    def checks(engine: FakeEngine, force: bool = False) -> List[promote.Check]:
+        job = promote.Promotion(cfg, None, promote.Options(force=force), engines=[engine])  # type: ignore[arg-type]
+        job._check_version(
+            lambda *a, **k: job.checks.append(promote.Check(*a, **k)), engine, "15.20"
+        )
+        return job.checks
+
+    same = checks(FakeEngine("15.4"))[0]
+    assert same.ok and "15.4" in same.message
+    other = checks(FakeEngine("16.1"))[0]
+    assert (
+        not other.ok and "15.20 (major 15)" in other.message and "16.1 (major 16)" in other.message
+    )
+    assert "--force" in other.message and checks(FakeEngine("16.1"), force=True)[0].ok
+    down = checks(FakeEngine("15.4", down=True))[0]
+    assert (
+        not down.ok and "connection refused" in down.message and "start the local" in down.message
+    )
+    assert (
+        promote.major_of("mariadb", "10.11.19-MariaDB") == "10.11"
+        and promote.major_of("postgresql", "9.6.3") == "9.6"
+    )
 
 
 def test_summarize_preview_counts_files_not_folders() -> None:
