@@ -9,6 +9,7 @@ a hook. A non-zero exit, a timeout or an unsafe file fails the phase.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -106,6 +107,7 @@ def run_one(hook: Path, phase: str, env: Mapping[str, str], timeout: int) -> Non
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=_die_with_shipper,
     )
     try:
         output, _ = process.communicate(timeout=timeout)
@@ -124,3 +126,11 @@ def run_one(hook: Path, phase: str, env: Mapping[str, str], timeout: int) -> Non
             f"{phase} hook {hook} failed (exit {process.returncode}): {tail[0]}; "
             "its full output is in the log"
         )
+
+
+def _die_with_shipper() -> None:
+    """In the hook's process: SIGTERM when shipper dies (a SIGKILLed run leaves no hook running)."""
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1

@@ -50,10 +50,13 @@ def descendants(pid: int) -> List[int]:
     todo = [pid]
     while todo:
         current = todo.pop()
-        try:
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
+        children: List[str] = []
+        # Go programs (restic) start children from any of their threads.
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                children += (task / "children").read_text().split()
+            except OSError:
+                continue
         for child in map(int, children):
             out.append(child)
             todo.append(child)
