@@ -28,7 +28,7 @@ FILES = [
 UNITS = [
     ("shipper.service", "the daemon (master; on a slave it watches the newest set's age)"),
     ("shipper-receiver.service", "the receiver (slave)"),
-    ("shipper-prune.timer", "hourly retention (slave)"),
+    ("shipper-prune.timer", "daily retention (slave)"),
     ("shipper-check.timer", "weekly repository check (slave)"),
 ]
 EXIT = [
