@@ -15,8 +15,9 @@ import os
 import signal
 import stat
 import subprocess
+import threading
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence
+from typing import IO, Dict, List, Mapping, Sequence, Tuple
 
 from shipper.errors import ShipperError
 
@@ -109,15 +110,22 @@ def run_one(hook: Path, phase: str, env: Mapping[str, str], timeout: int) -> Non
         start_new_session=True,
         preexec_fn=_die_with_shipper,
     )
+    assert process.stdout is not None
+    reader, chunks = _read_in_background(process.stdout)
     try:
-        output, _ = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+        process.wait()
         raise HookFailed(
             f"{phase} hook {hook} did not finish within {timeout}s and was killed; "
             "fix the hook or raise hooks.timeout"
         ) from None
+    # A daemon the hook started may hold its output open for ever: wait for the hook, not for it.
+    reader.join(_OUTPUT_GRACE)
+    if reader.is_alive():
+        log.info("%s hook %s: a process it started keeps its output open", phase, hook.name)
+    output = b"".join(list(chunks))
     for line in output.decode(errors="replace").splitlines():
         log.info("%s hook %s: %s", phase, hook.name, line)
     if process.returncode != 0:
@@ -126,6 +134,21 @@ def run_one(hook: Path, phase: str, env: Mapping[str, str], timeout: int) -> Non
             f"{phase} hook {hook} failed (exit {process.returncode}): {tail[0]}; "
             "its full output is in the log"
         )
+
+
+_OUTPUT_GRACE = 2.0
+
+
+def _read_in_background(stream: IO[bytes]) -> Tuple[threading.Thread, List[bytes]]:
+    chunks: List[bytes] = []
+
+    def read() -> None:
+        for chunk in iter(lambda: stream.read1(65536), b""):  # type: ignore[attr-defined]
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, chunks
 
 
 def _die_with_shipper() -> None:

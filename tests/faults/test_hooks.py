@@ -1,0 +1,104 @@
+"""Hooks that hang, fail, or are not safe to run, through real snapshot and promote runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.helpers import EXIT_PARTIAL, clean_failure, gone, sets_json, snapshot_ok
+from tests.shipperenv import ShipperEnv
+
+TIMEOUT = 2
+
+
+@pytest.fixture
+def hook_env(shipper_env: ShipperEnv) -> ShipperEnv:
+    shipper_env.write_config(hooks={"timeout": TIMEOUT})
+    shipper_env.run("init", check=True)
+    (shipper_env.src / "f").write_text("data\n")
+    (shipper_env.hooks / "pre-snapshot.d").mkdir(parents=True)
+    return shipper_env
+
+
+def add_hook(env: ShipperEnv, name: str, body: str, mode: int = 0o755) -> Path:
+    hook = env.hooks / "pre-snapshot.d" / name
+    hook.write_text("#!/bin/sh\n" + body)
+    hook.chmod(mode)
+    return hook
+
+
+def settings_error(env: ShipperEnv, *args: str):
+    """Run a snapshot that must end partial because of the settings export; its error."""
+    result = env.run("snapshot", "--json", *args, timeout=120)
+    assert result.returncode == EXIT_PARTIAL, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    parts = {p["name"]: p for p in json.loads(result.stdout)["parts"]}
+    assert parts["settings"]["outcome"] == "failed" and parts["files"]["outcome"] == "ok"
+    return parts["settings"]["error"]
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["hang", "hang-with-a-daemon-child"])
+def test_a_hanging_hook_is_killed_at_its_timeout(hook_env: ShipperEnv, tmp_path: Path, background):
+    env = hook_env
+    pids = tmp_path / "pids"
+    # A child in its own session that keeps the hook's output open outlives the kill of the
+    # hook's process group: shipper must not wait for it.
+    child = f"setsid sleep 60 & echo $! >> {pids}\n" if background else ""
+    hook = add_hook(env, "10-hangs", f"echo $$ >> {pids}\n{child}exec sleep 60\n")
+    clock = time.monotonic()
+    error = settings_error(env)
+    took = time.monotonic() - clock
+    assert str(hook) in error and f"did not finish within {TIMEOUT}s and was killed" in error
+    assert took < TIMEOUT + 15, f"the run took {took:.0f}s"
+    hook_pid = int(pids.read_text().split()[0])
+    assert gone(hook_pid, 5), "the hung hook still runs"
+    for pid in map(int, pids.read_text().split()[1:]):
+        os.kill(pid, 9)  # the escaped daemon child is the test's to clean up
+    [partial] = sets_json(env)
+    assert partial["status"] == "partial"
+
+
+def test_a_failing_hook_fails_its_phase_with_its_name(hook_env: ShipperEnv):
+    env = hook_env
+    hook = add_hook(env, "20-fails", "echo starting\necho 'cannot export: no app' >&2\nexit 3\n")
+    error = settings_error(env)
+    assert str(hook) in error and "exit 3" in error and "cannot export: no app" in error
+    result = env.run("snapshot")
+    assert f"part settings failed: pre-snapshot hook {hook}" in result.stderr
+    hook.unlink()
+    snapshot_ok(env)
+
+
+@pytest.mark.parametrize("unsafe", ["hook", "folder"])
+def test_a_hook_writable_by_others_is_refused(hook_env: ShipperEnv, tmp_path: Path, unsafe: str):
+    env = hook_env
+    ran = tmp_path / "ran"
+    hook = add_hook(env, "30-unsafe", f"touch {ran}\n")
+    target = hook if unsafe == "hook" else hook.parent
+    target.chmod(0o777 if unsafe == "folder" else 0o757)
+    error = settings_error(env)
+    assert f"{hook} refused" in error and "writable by others" in error, error
+    assert not ran.exists(), "an unsafe hook ran"
+    target.chmod(0o755)
+    snapshot_ok(env)
+    assert ran.exists()
+
+
+def test_a_hook_that_leaves_a_daemon_running_does_not_hold_the_run(
+    hook_env: ShipperEnv, tmp_path: Path
+):
+    """A hook that starts a service with `&` ends; the service keeps the hook's output open."""
+    env = hook_env
+    pids = tmp_path / "pids"
+    add_hook(env, "10-starts-a-daemon", f"echo started\nsetsid sleep 60 & echo $! > {pids}\n")
+    clock = time.monotonic()
+    try:
+        snapshot_ok(env)
+    finally:
+        if pids.exists():
+            os.kill(int(pids.read_text()), 9)
+    assert time.monotonic() - clock < 20
