@@ -687,7 +687,8 @@ class Promotion:
                     f"{name} server",
                     False,
                     f"the set has {name} dumps but no {name} server is configured "
-                    "here: install and start it, and configure databases." + name,
+                    "here: install and start it, and configure databases."
+                    + re.sub(r"\d+$", "", name),
                 )
                 continue
             wanted = next(load.server_version for load in loads if load.engine == name)
@@ -755,9 +756,9 @@ class Promotion:
             and journal.data.get("root") == self.root
             and not journal.data.get("finished")
         ]
-        scope = Scope.make(self.manifest.get("paths") or [], self.protected_paths())
         files_part = chosen.parts.get(FILES)
         snapshot = files_part.snapshot if files_part else None
+        scope = Scope.make(self.restored_paths(files_part), self.protected_paths())
         children: Dict[str, List[str]] = {}
         includes: List[str] = []
         changes = None
@@ -797,6 +798,13 @@ class Promotion:
             resumed=bool(done),
         )
         return self._plan
+
+    def restored_paths(self, files_part: Optional[sets.Part]) -> List[str]:
+        """The master's `paths` from the manifest; else what the files snapshot holds but the set folder."""
+        if "paths" in self.manifest or files_part is None:
+            return list(self.manifest.get("paths") or [])
+        own = self.manifest.get("set_dir")
+        return [path for path in files_part.paths if path != own]
 
     def protected_paths(self) -> List[str]:
         """Machine-specific paths (this server's and the master's), and shipper's own files here."""
