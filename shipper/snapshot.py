@@ -209,7 +209,7 @@ class SetRun:
             self.result.parts.append(outcome)
 
     def _dump(self, job, workdir: Path):
-        from shipper.databases.base import wrap_with_hash
+        from shipper.databases.base import dump_failure_cause, wrap_with_hash
 
         result_file = workdir / f"{job.filename}.hash.json"
         details: Dict[str, Any] = {
@@ -230,9 +230,11 @@ class SetRun:
         except ResticError as exc:
             if is_repository_error(exc):
                 return exc
-            cause = exc.detail.strip().splitlines()[-1:] or [str(exc)]
+            # The dump tool's own words (e.g. the server's error), else restic's last line.
+            said = dump_failure_cause(exc.detail)
+            cause = said or (exc.detail.strip().splitlines() or [str(exc)])[-1]
             return PartOutcome(
-                job.part, FAILED, error=f"dump of {job.part} failed: {cause[0]}", details=details
+                job.part, FAILED, error=f"dump of {job.part} failed: {cause}", details=details
             )
         try:
             details.update(json.loads(result_file.read_text()))

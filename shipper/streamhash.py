@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 CHUNK = 1 << 20
@@ -44,14 +45,35 @@ def run(command: Sequence[str], result_path: str) -> int:
     if copied is None:  # our reader went away: stop the producer too
         child.terminate()
     child.stdout.close()
+    name = _name_at_exit(child)
     code = child.wait()
     if copied is None:
         return 128 + signal.SIGPIPE
     if code < 0:
+        # The dump tool dies without a word on SIGKILL: say it, or the cause is lost.
+        print(
+            f"{name} was killed by {_signal_name(-code)} after {copied[0]} bytes", file=sys.stderr
+        )
         return 128 - code
     if code == 0:
         _write_result(result_path, *copied)
     return code
+
+
+def _name_at_exit(child: subprocess.Popen) -> str:
+    """The program the child runs when it ends (the dump tool it may have exec'd into)."""
+    try:
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # a zombie keeps its name
+        return Path(f"/proc/{child.pid}/comm").read_text().strip()
+    except OSError:
+        return os.path.basename(str(child.args[0]))
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _copy(source: int, target: int) -> Optional[Tuple[int, str]]:

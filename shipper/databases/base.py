@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,23 @@ class DumpJob:
 def wrap_with_hash(job: DumpJob, result_path: str) -> List[str]:
     """The job's command run under shipper.streamhash (byte count and sha256 to result_path)."""
     return [sys.executable, "-m", "shipper.streamhash", "--out", result_path, "--", *job.command]
+
+
+def dump_failure_cause(detail: str) -> str:
+    """The dump tool's own words in restic's error text for a failed --stdin-from-command.
+
+    restic passes the command's stderr on as "subprocess ARGV0: LINE"; its
+    own lines only say that the command failed. "" when the tool said nothing.
+    """
+    said = [
+        " ".join(match.group(1).split())
+        for match in (_SUBPROCESS_LINE.match(line) for line in detail.splitlines())
+        if match and match.group(1).strip()
+    ]
+    return _last_lines("\n".join(said), count=3)
+
+
+_SUBPROCESS_LINE = re.compile(r"^subprocess \S+: (.*)$")
 
 
 def stream_filename(label: str, database: Optional[str]) -> str:

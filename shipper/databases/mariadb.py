@@ -393,6 +393,9 @@ def database_properties(conn: Any, database: str) -> Dict[str, Any]:
             database,
         )
     if not rows:
+        # A database the account may not read is hidden too: let the server say which.
+        with conn.cursor() as cur:
+            cur.execute(f"USE {quote(database)}")
         raise DatabaseError(f"mariadb: database {database!r} does not exist")
     return {"engine": "mariadb", "charset": rows[0][0], "collation": rows[0][1]}
 

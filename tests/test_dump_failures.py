@@ -1,0 +1,384 @@
+"""What a set is when a dump fails midway, against real servers and the real CLI.
+
+A dump killed while it streams, a server stopped while the set runs, and an
+account that may not read one database each give a `partial` set (exit 4)
+whose message names the database and the cause; the other parts are kept,
+and the previous complete set stays as it was (same manifest digests, and it
+still loads: restore-db checks every byte against them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import pytest
+
+from shipper import config, restore, sets
+from shipper import snapshot as shipper_snapshot
+from shipper.restic import Restic
+from tests.shipperenv import ShipperEnv, write_secret
+
+pytestmark = pytest.mark.slow
+
+EXIT_PARTIAL = 4
+BIG_ROWS = 150_000  # about 16 MB of dump: a second or so through restic
+STREAMED = 1 << 20  # act once this much of the dump went out
+# PostgreSQL's fast shutdown ends the session with a message, unless the socket closes first.
+SERVER_GONE = ("terminating connection", "server closed the connection")
+
+
+def server_entry(server, **overrides) -> dict:
+    return dataclasses.asdict(server.config(**overrides))
+
+
+def configure(env: ShipperEnv, mariadb: List[dict], postgresql: List[dict]) -> None:
+    env.write_config(
+        databases={"enabled": True, "mariadb": mariadb, "postgresql": postgresql},
+        notify={"email_to": []},
+    )
+
+
+# ---------------------------------------------------------------- data
+
+
+def fill(server, database: str, rows: int) -> None:
+    """A database with one table of `rows` rows of 96 hex characters."""
+    server.sql(f"CREATE DATABASE {database}")
+    if server.engine == "mariadb":
+        server.sql("CREATE TABLE filler (id INT PRIMARY KEY, pad VARCHAR(200))", database)
+        server.sql(
+            "INSERT INTO filler SELECT seq, CONCAT(MD5(seq), MD5(seq + 1), MD5(seq + 2)) "
+            f"FROM seq_1_to_{rows}",
+            database,
+        )
+    else:
+        server.sql(
+            "CREATE TABLE filler AS SELECT g AS id, md5(g::text) || md5((g + 1)::text) "
+            f"|| md5((g + 2)::text) AS pad FROM generate_series(1, {rows}) g; "
+            "ALTER TABLE filler ADD PRIMARY KEY (id)",
+            database,
+        )
+
+
+def checksum(server, database: str) -> Tuple[int, str]:
+    """(rows, digest of every row) of the filler table, the same on both engines."""
+    if server.engine == "mariadb":
+        server.sql("SET SESSION group_concat_max_len = 1 << 30")
+        query = "SELECT COUNT(*), MD5(GROUP_CONCAT(pad ORDER BY id SEPARATOR ',')) FROM filler"
+    else:
+        query = "SELECT COUNT(*), MD5(STRING_AGG(pad, ',' ORDER BY id)) FROM filler"
+    [(count, digest)] = server.sql(query, database)
+    return int(count), digest
+
+
+@pytest.fixture
+def databases() -> Iterator[Callable[..., str]]:
+    """make(server, name, rows): a fresh database; all are dropped afterwards."""
+    made: List[Tuple[object, str]] = []
+
+    def make(server, name: str, rows: int = 10) -> str:
+        database = f"{name}_{uuid.uuid4().hex[:6]}"
+        fill(server, database, rows)
+        made.append((server, database))
+        return database
+
+    yield make
+    for server, database in made:
+        if getattr(server, "running", True):
+            for name in (database, f"{database}_copy"):
+                server.sql(f"DROP DATABASE IF EXISTS {name}")
+
+
+# ---------------------------------------------------------------- processes
+
+
+def descendants(pid: int) -> List[int]:
+    """Every process below pid (children of all its threads: shipper dumps from a pool)."""
+    out: List[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                children = [int(child) for child in task.read_text().split()]
+            except OSError:
+                continue
+            out += children
+            todo += children
+    return out
+
+
+def argv_of(pid: int) -> List[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def written(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclasses.dataclass
+class Fault:
+    """Once a `tool` process dumping `database` has written STREAMED bytes, action(pid)."""
+
+    tool: str
+    database: str
+    action: Callable[[int], None]
+    done: Optional[threading.Thread] = None
+
+    def matches(self, pid: int) -> bool:
+        argv = argv_of(pid)
+        named = any(self.database in arg for arg in argv)
+        return bool(argv) and os.path.basename(argv[0]) == self.tool and named
+
+    def fire(self, pid: int) -> None:
+        # In a thread: stopping a server takes a moment, and other dumps stream meanwhile.
+        self.done = threading.Thread(target=self.action, args=(pid,))
+        self.done.start()
+
+
+def watch(process: subprocess.Popen, faults: List[Fault]) -> None:
+    """Poll shipper's process tree until it exits, firing each fault once."""
+    while process.poll() is None:
+        pending = [fault for fault in faults if fault.done is None]
+        if pending:
+            for pid in descendants(process.pid):
+                fault = next((f for f in pending if f.matches(pid)), None)
+                if fault and written(pid) >= STREAMED:
+                    fault.fire(pid)
+                    pending.remove(fault)
+        time.sleep(0.02)
+    for fault in faults:
+        assert fault.done is not None, f"never saw {fault.tool} stream {fault.database}"
+        fault.done.join(60)
+
+
+# ---------------------------------------------------------------- sets
+
+
+def snapshot(env: ShipperEnv, faults: Sequence[Fault] = ()) -> Tuple[int, dict, str]:
+    """Run `shipper snapshot` as an operator would, with faults injected while it runs:
+    (exit code, the run's record, stderr)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = env.popen("snapshot", stdout=out, stderr=err, text=True)
+        try:
+            watch(process, list(faults))
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    assert "Traceback" not in stderr + stdout, stderr
+    record = shipper_snapshot.last_run(config.load(str(env.config_path)))
+    assert record is not None
+    return process.returncode, record, stderr
+
+
+def complete_set(env: ShipperEnv) -> str:
+    code, outcome, stderr = snapshot(env)
+    assert code == 0 and outcome["status"] == "complete", (outcome, stderr)
+    return outcome["set_id"]
+
+
+def failed_parts(outcome: dict) -> Dict[str, str]:
+    return {p["name"]: p["error"] for p in outcome["parts"] if p["outcome"] != "ok"}
+
+
+def kept_parts(outcome: dict) -> set:
+    return {p["name"] for p in outcome["parts"] if p["outcome"] == "ok"}
+
+
+def manifest_digests(env: ShipperEnv, set_id: str) -> Dict[str, str]:
+    """Part name -> the sha256 its manifest records, for every dump of the set."""
+    restic = Restic.for_config(config.load(str(env.config_path)))
+    chosen = sets.find(sets.group(restic.snapshots()), set_id)
+    manifest = restore.read_manifest(restic, chosen)
+    assert manifest is not None and manifest["status"] == "complete"
+    return {
+        p["name"]: p["details"]["sha256"] for p in manifest["parts"] if "sha256" in p["details"]
+    }
+
+
+def statuses(env: ShipperEnv) -> Dict[str, str]:
+    return {s["id"]: s["status"] for s in json.loads(env.run("sets", "--json", check=True).stdout)}
+
+
+def assert_partial(code: int, outcome: dict, stderr: str, expected: Dict[str, Any]) -> None:
+    """Exit 4, a partial set, and each expected part failed with a message holding its
+    text (or one of its texts: a tuple)."""
+    assert code == EXIT_PARTIAL, (code, stderr)
+    assert outcome["status"] == "partial"
+    failed = failed_parts(outcome)
+    for part, cause in expected.items():
+        assert part in failed, (part, failed)
+        causes = (cause,) if isinstance(cause, str) else cause
+        assert part in failed[part] and any(c in failed[part] for c in causes), failed[part]
+        assert f"part {part} failed: " in stderr, stderr  # the user sees it, not only --json
+
+
+def assert_still_loads(env: ShipperEnv, set_id: str, part: str, server) -> None:
+    """restore-db of the old set's dump as a copy gives the same rows as the original."""
+    database = part.split(":", 1)[1]
+    env.run("restore-db", set_id, part, "--as", f"{database}_copy", check=True)
+    assert checksum(server, f"{database}_copy") == checksum(server, database)
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_dumps_killed_or_servers_stopped_midstream_give_a_partial_set(
+    shipper_env: ShipperEnv,
+    mariadb_server,
+    postgresql_server,
+    make_mariadb_server,
+    make_postgresql_server,
+    databases,
+):
+    """One run, four faults: on each engine a dump SIGKILLed while it streams, and a
+    dedicated server stopped while its dump streams. Each fault fails its own part only."""
+    env = shipper_env
+    doomed_m, doomed_p = make_mariadb_server(), make_postgresql_server()
+    killed_m, small_m = (
+        databases(mariadb_server, "killm", BIG_ROWS),
+        databases(mariadb_server, "sm"),
+    )
+    killed_p = databases(postgresql_server, "killp", BIG_ROWS)
+    small_p = databases(postgresql_server, "sp")
+    stopped_m, stopped_p = (
+        databases(doomed_m, "stopm", BIG_ROWS),
+        databases(doomed_p, "stopp", BIG_ROWS),
+    )
+    # The doomed servers come second: their parts are "mariadb2:..." and "postgresql2:...".
+    configure(
+        env,
+        [
+            server_entry(mariadb_server, databases=[killed_m, small_m]),
+            server_entry(doomed_m, databases=[stopped_m]),
+        ],
+        [
+            server_entry(postgresql_server, databases=[killed_p, small_p]),
+            server_entry(doomed_p, databases=[stopped_p]),
+        ],
+    )
+    env.run("init", check=True)
+    first = complete_set(env)
+    before = manifest_digests(env, first)
+
+    def kill(pid: int) -> None:
+        os.kill(pid, signal.SIGKILL)
+
+    code, second, stderr = snapshot(
+        env,
+        [
+            Fault("mariadb-dump", killed_m, kill),
+            Fault("pg_dump", killed_p, kill),
+            Fault("mariadb-dump", stopped_m, lambda pid: doomed_m.stop()),
+            Fault("pg_dump", stopped_p, lambda pid: doomed_p.stop()),
+        ],
+    )
+    assert_partial(
+        code,
+        second,
+        stderr,
+        {
+            f"mariadb:{killed_m}": "mariadb-dump was killed by SIGKILL",
+            f"postgresql:{killed_p}": "pg_dump was killed by SIGKILL",
+            f"mariadb2:{stopped_m}": "Lost connection",
+            f"postgresql2:{stopped_p}": SERVER_GONE,
+        },
+    )
+    # Nothing else failed, bar the stopped servers' users and grants if they were still
+    # being dumped when the server went.
+    others = set(failed_parts(second)) - {f"mariadb:{killed_m}", f"postgresql:{killed_p}"}
+    assert all(name.startswith(("mariadb2:", "postgresql2:")) for name in others), others
+    kept = {"files", "mariadb:globals", "postgresql:globals", f"mariadb:{small_m}"}
+    assert kept | {f"postgresql:{small_p}"} <= kept_parts(second)
+
+    assert statuses(env) == {first: "complete", second["set_id"]: "partial"}
+    assert manifest_digests(env, first) == before
+    doomed_p.start()
+    assert_still_loads(env, first, f"mariadb:{killed_m}", mariadb_server)
+    assert_still_loads(env, first, f"postgresql2:{stopped_p}", doomed_p)
+
+
+def test_an_account_that_may_not_read_a_database_gives_a_partial_set_naming_it(
+    shipper_env: ShipperEnv, mariadb_server, postgresql_server, databases, tmp_path: Path
+):
+    env = shipper_env
+    user = f"limited_{uuid.uuid4().hex[:6]}"
+    password = write_secret(tmp_path / "limited-password", "limited-secret")
+    open_m, closed_m = databases(mariadb_server, "openm"), databases(mariadb_server, "closedm")
+    open_p, closed_p = (
+        databases(postgresql_server, "openp"),
+        databases(postgresql_server, "closedp"),
+    )
+    # MariaDB: what a dump needs on open_m (no LOCK TABLES: --single-transaction takes none),
+    # and the account tables for the globals; nothing at all on closed_m.
+    mariadb_server.sql(
+        f"CREATE USER '{user}'@'localhost' IDENTIFIED BY 'limited-secret';"
+        f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON {open_m}.* TO '{user}'@'localhost';"
+        f"GRANT SELECT ON mysql.* TO '{user}'@'localhost'"
+    )
+    # PostgreSQL: may read open_p; may not even connect to closed_p.
+    postgresql_server.sql(f"CREATE ROLE {user} LOGIN PASSWORD 'limited-secret'")
+    postgresql_server.sql(f"REVOKE CONNECT ON DATABASE {closed_p} FROM PUBLIC")
+    postgresql_server.sql(f"GRANT SELECT ON filler TO {user}", open_p)
+    try:
+        configure(
+            env,
+            [
+                server_entry(
+                    mariadb_server,
+                    user=user,
+                    password_file=str(password),
+                    databases=[open_m, closed_m],
+                )
+            ],
+            [
+                server_entry(
+                    postgresql_server,
+                    user=user,
+                    password_file=str(password),
+                    databases=[open_p, closed_p],
+                    tcp=True,
+                )
+            ],
+        )
+        env.run("init", check=True)
+        code, outcome, stderr = snapshot(env)
+        assert_partial(
+            code,
+            outcome,
+            stderr,
+            {
+                f"mariadb:{closed_m}": "Access denied",
+                f"postgresql:{closed_p}": "permission denied",
+            },
+        )
+        assert {"files", f"mariadb:{open_m}", f"postgresql:{open_p}"} <= kept_parts(outcome)
+    finally:
+        mariadb_server.sql(f"DROP USER IF EXISTS '{user}'@'localhost'")
+        for database in (open_p, closed_p):
+            postgresql_server.sql(f"DROP DATABASE IF EXISTS {database}")
+        postgresql_server.sql(f"DROP ROLE IF EXISTS {user}")
