@@ -554,10 +554,41 @@ class Promotion:
         if not self._choose_set(check, found, interrupted):
             return self.checks
         if not self._check_manifest(check):
+            self._offer_readable(check, found)
             return self.checks
-        self._check_parts(check)
+        if self._check_parts(check):
+            self._check_readable(check, found)
+        else:
+            self._offer_readable(check, found)
         self._check_databases(check)
         return self.checks
+
+    def _check_readable(self, check: Callable[..., bool], found: List[sets.SnapshotSet]) -> None:
+        """Refuse a set that `shipper check` found in damaged packs."""
+        from shipper import damage
+
+        assert self.chosen is not None
+        record = damage.load(self.cfg)
+        why = record.why(self.chosen)
+        if why:
+            check("readable", False, f"set {self.chosen.id} cannot be read back whole: {why}")
+            self._offer_readable(check, found, record)
+            return
+        when = f"last `shipper check`: {record.checked}" if record.checked else "no check yet"
+        check("readable", True, f"no damage known in this set ({when})")
+
+    def _offer_readable(
+        self, check: Callable[..., bool], found: List[sets.SnapshotSet], record: Any = None
+    ) -> None:
+        """After a set failed because it cannot be read: name the newest one that can."""
+        from shipper import damage
+
+        if self.chosen is None or self.checks[-1].name not in ("manifest", "parts", "readable"):
+            return
+        if self.checks[-1].name == "manifest" and "partial" in self.checks[-1].message:
+            return
+        record = record or damage.load(self.cfg)
+        check("instead", False, damage.offer(self.restic, found, record, skip=self.chosen.id))
 
     def _check_role(self, check: Callable[..., bool], interrupted: List[Dict[str, Any]]) -> None:
         if self.cfg.role == "slave":
@@ -1042,18 +1073,24 @@ class Promotion:
         """Globals first (the databases' owners and grants), then the databases side by side."""
         engines = self.engines()
 
-        def load(item: DatabaseLoad) -> StepResult:
+        def load(item: DatabaseLoad, step: str = "") -> StepResult:
             return self._step(
-                item.step, lambda: load_part(self.restic, engines[item.engine], item), on_step
+                step or item.step,
+                lambda: load_part(self.restic, engines[item.engine], item),
+                on_step,
             )
 
         with contextlib.ExitStack() as stack:
             for name in sorted({item.engine for item in plan.databases}):
                 stack.enter_context(engines[name].credentials())
-            results = [load(item) for item in plan.databases if item.is_globals]
+            users = [item for item in plan.databases if item.is_globals]
+            results = [load(item) for item in users]
             rest = [item for item in plan.databases if not item.is_globals]
             with concurrent.futures.ThreadPoolExecutor(max(1, self.cfg.databases.parallel)) as pool:
                 results += list(pool.map(load, rest))
+            # Grants on tables and routines were skipped while those did not
+            # exist yet; the globals load again (it is idempotent) to add them.
+            results += [load(item, f"grants:{item.engine}") for item in users if rest]
         return results
 
     # ------------------------------------------------------------ hooks

@@ -68,13 +68,17 @@ def listing(sets_found: List[sets.SnapshotSet]) -> List[Dict[str, Any]]:
     return [s.to_json() for s in sets_found]
 
 
-def database_plan(restic: Restic, chosen: sets.SnapshotSet, part: str, with_globals: bool = False) -> List[Any]:
+def database_plan(
+    restic: Restic, chosen: sets.SnapshotSet, part: str, with_globals: bool = False
+) -> List[Any]:
     """The loads for `shipper restore-db`: the engine's globals first when asked, then the database."""
     from shipper import promote
 
     manifest = read_manifest(restic, chosen)
     if manifest is None:
-        raise Refused(f"set {chosen.id} has no manifest (it never finished): its dumps cannot be told apart")
+        raise Refused(
+            f"set {chosen.id} has no manifest (it never finished): its dumps cannot be told apart"
+        )
     loads = promote.database_loads(chosen, manifest)
     wanted = next((load for load in loads if load.part == part and not load.is_globals), None)
     if wanted is None:
@@ -87,7 +91,9 @@ def database_plan(restic: Restic, chosen: sets.SnapshotSet, part: str, with_glob
     engine_globals = [load for load in loads if load.is_globals and load.engine == wanted.engine]
     if not engine_globals:
         raise NotFound(f"set {chosen.id} has no {wanted.engine} globals part")
-    return [*engine_globals, wanted]
+    # Again after the database: grants on its tables and routines are skipped
+    # while those do not exist yet (the globals load is idempotent).
+    return [*engine_globals, wanted, *engine_globals]
 
 
 def restore_database(cfg: Any, restic: Restic, load: Any, as_name: Optional[str] = None) -> None:
@@ -97,7 +103,9 @@ def restore_database(cfg: Any, restic: Restic, load: Any, as_name: Optional[str]
     engines = databases.engines_from_config(cfg.databases)
     engine = next((e for e in engines if e.label == load.engine), None)
     if engine is None:
-        raise NotFound(f"no {load.engine} server is configured here (databases.{load.engine} in the config)")
+        raise NotFound(
+            f"no {load.engine} server is configured here (databases.{load.engine} in the config)"
+        )
     try:
         with engine.credentials():
             promote.load_part(restic, engine, load, as_name=None if load.is_globals else as_name)

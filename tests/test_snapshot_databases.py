@@ -131,3 +131,19 @@ def test_databases_disabled_dumps_nothing(db_env: ShipperEnv):
     env.run("snapshot", check=True)
     [listed] = json.loads(env.run("sets", "--json", check=True).stdout)
     assert [p["name"] for p in listed["parts"]] == ["files"]
+
+
+def test_restore_db_with_globals_brings_back_table_level_grants(db_env: ShipperEnv, mariadb_server):
+    env = db_env
+    shop = env.names["shop"]
+    user = "reader_" + shop[-6:]
+    mariadb_server.sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'reader-pw'")
+    mariadb_server.sql(f"GRANT SELECT ON {shop}.items TO '{user}'@'%'")
+    env.run("snapshot", check=True)
+    mariadb_server.sql(f"DROP USER '{user}'@'%'")
+    mariadb_server.sql(f"DROP DATABASE {shop}")
+    env.run("restore-db", "latest", f"mariadb:{shop}", "--globals", check=True)
+    grants = " ".join(row[0] for row in mariadb_server.sql(f"SHOW GRANTS FOR '{user}'@'%'"))
+    assert f"GRANT SELECT ON `{shop}`.`items`" in grants
+    conn = mariadb_server.connect(db=shop, user=user, password="reader-pw", tcp=True)
+    conn.close()
