@@ -9,7 +9,6 @@ a hook. A non-zero exit, a timeout or an unsafe file fails the phase.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import IO, Dict, List, Mapping, Sequence, Tuple
 
 from shipper.errors import ShipperError
+from shipper.process import die_with_parent
 
 log = logging.getLogger("shipper.hooks")
 
@@ -108,7 +108,7 @@ def run_one(hook: Path, phase: str, env: Mapping[str, str], timeout: int) -> Non
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_die_with_shipper,
+        preexec_fn=die_with_parent,
     )
     assert process.stdout is not None
     reader, chunks = _read_in_background(process.stdout)
@@ -149,11 +149,3 @@ def _read_in_background(stream: IO[bytes]) -> Tuple[threading.Thread, List[bytes
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     return reader, chunks
-
-
-def _die_with_shipper() -> None:
-    """In the hook's process: SIGTERM when shipper dies (a SIGKILLed run leaves no hook running)."""
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1

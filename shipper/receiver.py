@@ -100,6 +100,12 @@ def preflight(cfg: Config) -> List[str]:
     """What keeps the receiver from starting, as messages naming the fix."""
     rc = cfg.receiver
     problems = []
+    if cfg.role != "slave":
+        # A promoted server must never take pushes again: the old master may return.
+        problems.append(
+            f"{cfg.source}: role is {cfg.role}: only a slave runs the receiver "
+            "(to make this server a slave again, run `shipper setup slave`)"
+        )
     if not os.path.exists(rc.tls_cert):
         problems.append(
             f"receiver.tls_cert: {rc.tls_cert} does not exist; run `shipper setup slave`"

@@ -10,7 +10,6 @@ exceptions whose messages say what to do.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
 import json
 import os
@@ -25,6 +24,8 @@ from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, 
 
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound
+
+from shipper.process import die_with_parent
 
 MINIMUM_VERSION = (0, 17, 0)
 
@@ -367,7 +368,7 @@ class Restic:
                 stderr=subprocess.PIPE,
                 pass_fds=(read_fd,) if read_fd is not None else (),
                 start_new_session=False,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             if read_fd is not None:
@@ -713,11 +714,26 @@ class Restic:
         problems = [
             str(m.get("message", "")).strip()
             for m in running.messages
-            if m.get("message_type") in ("error", "exit_error") and str(m.get("message", "")).strip()
+            if m.get("message_type") in ("error", "exit_error")
+            and str(m.get("message", "")).strip()
         ]
         if code != 0 and not problems:
-            problems = [line for line in running.stderr_lines if line.strip()] or [f"restic check exited {code}"]
+            problems = [line for line in running.stderr_lines if line.strip()] or [
+                f"restic check exited {code}"
+            ]
         return CheckReport(code == 0, problems, summary)
+
+    def snapshots_using_packs(self, pack_ids: Sequence[str]) -> List[str]:
+        """The ids of the snapshots that hold blobs of these packs (`restic find --pack`)."""
+        if not pack_ids:
+            return []
+        found = self._json_output(["find", "--pack", *pack_ids]) or []
+        return sorted({str(item["snapshot"]) for item in found if item.get("snapshot")})
+
+    def pack_ids(self) -> List[str]:
+        """Every pack file in the repository (`restic list packs`)."""
+        running = self._run(["list", "packs", "--no-lock"], locking=False)
+        return [line.strip() for line in running.stdout_text if line.strip()]
 
     def unlock_stale(self) -> None:
         """Remove only stale locks (restic's own judgement); never --remove-all."""
@@ -743,20 +759,6 @@ _UNREACHABLE_HINTS = (
     "eof",
     "dial tcp",
 )
-
-
-def _die_with_parent() -> None:
-    """In the child: restic gets SIGTERM (and cleans up) if shipper dies.
-
-    Otherwise a SIGKILLed shipper leaves restic running: a backup would commit
-    a set that its run never saw finish, and a restore would race the re-run
-    of promote. SIGTERM lets restic remove its lock on the way out.
-    """
-    libc = ctypes.CDLL(None)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 def _stop(popen: subprocess.Popen) -> None:

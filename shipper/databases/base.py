@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -32,13 +34,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Sequence
 
+from shipper.errors import ShipperError
+from shipper.process import die_with_parent
+
+log = logging.getLogger("shipper.databases")
+
 HEADER_PREFIX = b"-- shipper-database: "
 SCRATCH_KINDS = ("load", "old")
 CHUNK = 1 << 20
 TAIL = 4096
 
 
-class DatabaseError(Exception):
+class DatabaseError(ShipperError):
     """A dump, load or query failed; the message names engine, database, cause and remedy."""
 
 
@@ -205,10 +212,14 @@ class Engine:
         """Root-only client credential files (0600 in a 0700 folder) while dumps and loads run.
 
         Reentrant and thread-safe: the files exist while at least one `with` is open.
+        The folder is /run/shipper-LABEL-PID-XXXXXXXX; a killed run cannot remove
+        its own, so the next one removes those whose process is gone.
         """
         with self._lock:
             if self._depth == 0:
-                folder = Path(tempfile.mkdtemp(prefix=f"shipper-{self.label}-", dir=_secret_root()))
+                remove_stale_secrets()
+                prefix = f"shipper-{self.label}-{os.getpid()}-"
+                folder = Path(tempfile.mkdtemp(prefix=prefix, dir=_secret_root()))
                 try:
                     self._write_credentials(folder)
                 except BaseException:
@@ -334,6 +345,8 @@ class Engine:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env={**os.environ, **self._env()},
+            # A client must not go on loading after a killed shipper: its re-run loads again.
+            preexec_fn=die_with_parent,
         )
         assert client.stdin is not None and client.stderr is not None
         errors: List[bytes] = []
@@ -431,3 +444,45 @@ def exec_with_header(properties: Dict[str, Any], prologue: bytes, argv: List[str
 def _secret_root() -> Optional[str]:
     """/run (memory, root-only) when we can write there; else the usual temporary folder."""
     return "/run" if os.access("/run", os.W_OK) else None
+
+
+# credentials()'s folders: shipper-LABEL-PID- and mkdtemp's 8 characters.
+SECRET_FOLDER = re.compile(r"^shipper-[a-z][a-z0-9]*-(?P<pid>[1-9][0-9]*)-[a-z0-9_]{8}$")
+
+
+def remove_stale_secrets(root: Optional[str] = None) -> List[str]:
+    """Remove credential folders whose shipper process is gone (SIGKILL skips the cleanup).
+
+    Only our own naming pattern, only real folders (no symlink) owned by us, and
+    only when no process with that pid runs (a pid that another process took
+    since keeps its folder until that process ends). Returns what was removed.
+    """
+    root = root or _secret_root() or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = SECRET_FOLDER.match(entry.name)
+        if not match or _running(int(match.group("pid"))):
+            continue
+        try:
+            info = os.lstat(entry.path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+            shutil.rmtree(entry.path, ignore_errors=True)
+            log.warning("removed %s: credentials left by a shipper run that was killed", entry.path)
+            removed.append(entry.path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
