@@ -9,6 +9,7 @@ still loads: restore-db checks every byte against them).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,6 +26,7 @@ import pytest
 
 from shipper import config, restore, sets
 from shipper import snapshot as shipper_snapshot
+from shipper.databases import base
 from shipper.restic import Restic
 from tests.shipperenv import ShipperEnv, write_secret
 
@@ -382,3 +384,73 @@ def test_an_account_that_may_not_read_a_database_gives_a_partial_set_naming_it(
         for database in (open_p, closed_p):
             postgresql_server.sql(f"DROP DATABASE IF EXISTS {database}")
         postgresql_server.sql(f"DROP ROLE IF EXISTS {user}")
+
+
+# ---------------------------------------------------------------- credentials of a killed run
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    done = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def test_stale_credential_folders_go_and_nothing_else_does(tmp_path: Path):
+    root = tmp_path
+    dead, alive = dead_pid(), os.getpid()
+    stale = root / f"shipper-mariadb2-{dead}-ab_cd123"
+    stale.mkdir(mode=0o700)
+    (stale / "client.cnf").write_text("password=x\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("keep")
+    kept = [
+        root / f"shipper-postgresql-{alive}-abcdefgh",  # its process runs
+        root / "shipper-mariadb-6i9ocv4_",  # no pid in the name: not ours to judge
+        root / f"shipper-mariadb-{dead}-abcdefgh.bak",  # not our pattern
+        root / f"other-mariadb-{dead}-abcdefgh",
+    ]
+    for folder in kept:
+        folder.mkdir()
+    a_file = root / f"shipper-mariadb-{dead}-filefile"
+    a_file.write_text("not a folder")
+    a_link = root / f"shipper-mariadb-{dead}-linklink"
+    a_link.symlink_to(elsewhere)
+
+    assert base.remove_stale_secrets(str(root)) == [str(stale)]
+    assert not stale.exists()
+    assert all(folder.is_dir() for folder in kept)
+    assert a_file.read_text() == "not a folder"
+    assert a_link.is_symlink() and (elsewhere / "keep").exists()
+
+
+def test_a_killed_run_leaves_its_credentials_findable_and_the_next_run_removes_them(
+    shipper_env: ShipperEnv, mariadb_server, databases
+):
+    env = shipper_env
+    database = databases(mariadb_server, "creds", BIG_ROWS)
+    configure(env, [server_entry(mariadb_server, databases=[database])], [])
+    env.run("init", check=True)
+    root = Path(base._secret_root() or tempfile.gettempdir())
+
+    run = env.popen("snapshot", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dump = Fault("mariadb-dump", database, action=lambda pid: None)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(dump.matches(pid) for pid in descendants(run.pid)):
+            assert run.poll() is None and time.monotonic() < deadline, "the dump never started"
+            time.sleep(0.02)
+    finally:
+        below = descendants(run.pid)
+        run.kill()
+        run.wait()
+        for pid in below:  # they would end on their own; do not leave it to chance
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    [left] = root.glob(f"shipper-mariadb-{run.pid}-*")  # findable: the pid is in its name
+    assert (left / "client.cnf").stat().st_mode & 0o077 == 0
+
+    # The next run that needs credentials (even a dry run) clears what the killed one left.
+    result = env.run("snapshot", "--dry-run", check=True)
+    assert not left.exists()
+    assert str(left) in result.stderr
