@@ -228,6 +228,13 @@ def run_config_validate(ctx: Context) -> int:
             print(problem, file=sys.stderr)
         return 1
     ctx.out(f"{cfg.source}: OK")
+    if cfg.databases.enabled:
+        from shipper import databases
+
+        lists = {"mariadb": cfg.databases.mariadb, "postgresql": cfg.databases.postgresql}
+        detected = [name for name, servers in lists.items() if servers is None]
+        for line in databases.detect_local(detected):
+            ctx.out(f"databases, autodetected: {line}")
     return 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import stat
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 from shipper import config
 
@@ -78,10 +78,15 @@ def local_socket(name: str, server: Any) -> Optional[str]:
         return None
 
 
-def detect_local() -> List[str]:
-    """What autodetection finds on this machine, one line per engine."""
+def detect_local(names: Optional[Sequence[str]] = None) -> List[str]:
+    """What autodetection finds on this machine, one line per engine (default: all)."""
     found = []
-    for name in ENGINES:
-        socket = local_socket(name, default_server(name))
-        found.append(f"{name}: local server on {socket}" if socket else f"{name}: no local server")
+    for name in ENGINES if names is None else names:
+        server = default_server(name)
+        socket = local_socket(name, server)
+        if socket:
+            found.append(f"{name}: local server on {socket} (it will be dumped)")
+        else:
+            where = server.socket if name == "mariadb" else f"{server.host} port {server.port}"
+            found.append(f"{name}: no local server (no socket at {where}): nothing to dump")
     return found
