@@ -68,14 +68,16 @@ def default_server(name: str) -> Any:
 
 def local_socket(name: str, server: Any) -> Optional[str]:
     """The server's Unix socket when it exists (a server listens there), else None."""
-    if name == "mariadb":
-        path = server.socket
-    else:
-        path = os.path.join(server.host, f".s.PGSQL.{server.port}")
+    path = server.socket if name == "mariadb" else pg_socket(server)
     try:
         return path if path and stat.S_ISSOCK(os.stat(path).st_mode) else None
     except OSError:
         return None
+
+
+def pg_socket(server: Any) -> str:
+    """Where a PostgreSQL server whose host is a folder listens."""
+    return os.path.join(server.host, f".s.PGSQL.{server.port}")
 
 
 def detect_local(names: Optional[Sequence[str]] = None) -> List[str]:
@@ -87,6 +89,6 @@ def detect_local(names: Optional[Sequence[str]] = None) -> List[str]:
         if socket:
             found.append(f"{name}: local server on {socket} (it will be dumped)")
         else:
-            where = server.socket if name == "mariadb" else f"{server.host} port {server.port}"
+            where = server.socket if name == "mariadb" else pg_socket(server)
             found.append(f"{name}: no local server (no socket at {where}): nothing to dump")
     return found
