@@ -384,7 +384,7 @@ def load(path: Optional[str] = None) -> Config:
     """Read the config file named by -c, $SHIPPER_CONFIG or the default path."""
     path = config_path(path)
     try:
-        text = Path(path).read_text()
+        text = _read_regular(path)
     except FileNotFoundError:
         raise ConfigError(
             [
@@ -395,6 +395,26 @@ def load(path: Optional[str] = None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read the config file: {exc}"]) from None
     return _from_data(_cached_validation(text, path), path)
+
+
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _read_regular(path: str) -> str:
+    """The file's text; a FIFO, a device or a huge file is refused instead of read for ever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                [f"{path}: not a regular file; name the config file with -c/--config"]
+            )
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{path}: {info.st_size} bytes is too large for a config file"])
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read(MAX_CONFIG_BYTES + 1).decode()
+    finally:
+        os.close(fd)
 
 
 def _cached_validation(text: str, path: str) -> Dict[str, Any]:
