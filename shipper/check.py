@@ -19,12 +19,35 @@ from shipper.restic import CheckReport, Restic
 def verify(cfg: Config, restic: Restic, read_data_subset: Optional[str]) -> CheckReport:
     """Check the repository; email the problems and record the outcome in the metrics."""
     report = restic.check_report(read_data_subset)
+    judge_sets(cfg, restic, report)
     if not report.ok:
         notify.send_email(
             cfg, "the repository check found problems", _email_body(cfg, restic, report)
         )
     notify.record_check(cfg, report.ok, time.time())
     return report
+
+
+def judge_sets(cfg: Config, restic: Restic, report: CheckReport) -> None:
+    """Add to the report the sets that damage reaches, and what promote can still use."""
+    from shipper import damage, sets
+
+    record = damage.record(cfg, restic, list(report.summary.get("broken_packs") or []))
+    found = sets.group(restic.snapshots())
+    newest = sets.newest(found)
+    if newest is None:
+        return
+    problem = damage.problem(restic, newest, record)
+    if record.sets or problem:
+        report.ok = False
+        named = ", ".join(record.sets[:10]) + (" ..." if len(record.sets) > 10 else "")
+        if record.sets:
+            report.problems.append(f"sets with data in damaged packs: {named}")
+        if problem:
+            report.problems.append(f"the newest complete set {newest.id} cannot be read: {problem}")
+        report.problems.append(
+            damage.offer(restic, found, record, skip=newest.id if problem else "")
+        )
 
 
 def _email_body(cfg: Config, restic: Restic, report: CheckReport) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import EXIT_PARTIAL, clean_failure, gone, sets_json, snapshot_ok
+from tests.faults.helpers import EXIT_PARTIAL, gone, sets_json, snapshot_ok
 from tests.shipperenv import ShipperEnv
 
 TIMEOUT = 2

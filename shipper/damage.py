@@ -1,0 +1,132 @@
+"""Which sets a damaged repository can no longer give back, and the newest one it can.
+
+`shipper check` finds damaged packs (restic check reading data back); this
+module maps them to the sets whose snapshots hold their blobs (`restic find
+--pack`) and keeps that record in <state_dir>/damage.json until a later
+check finds the repository sound. A set can also have lost a part's snapshot
+file: its manifest names a snapshot the repository no longer has. promote
+refuses such a set and names the newest one that can be read instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from shipper import sets
+from shipper.config import Config
+from shipper.restic import Restic, ResticError
+
+# How many sets, newest first, are read to find one that can be promoted.
+SEARCH_LIMIT = 10
+
+
+@dataclass
+class Damage:
+    checked: str = ""
+    packs: List[str] = field(default_factory=list)
+    sets: List[str] = field(default_factory=list)
+
+    def why(self, chosen: sets.SnapshotSet) -> str:
+        """Why the last check says this set cannot be read ('' when it can)."""
+        if chosen.id not in self.sets:
+            return ""
+        packs = ", ".join(p[:12] for p in self.packs[:3]) + (" ..." if len(self.packs) > 3 else "")
+        return f"`shipper check` ({self.checked}) found its data in damaged pack(s) {packs}"
+
+
+def path(cfg: Config) -> Path:
+    return cfg.state / "damage.json"
+
+
+def load(cfg: Config) -> Damage:
+    try:
+        data = json.loads(path(cfg).read_text())
+        return Damage(str(data["checked"]), list(data["packs"]), list(data["sets"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return Damage()
+
+
+def record(cfg: Config, restic: Restic, broken_packs: List[str]) -> Damage:
+    """Map damaged packs to sets and keep the record.
+
+    A check that reads a subset of the data does not see every pack, so packs
+    found damaged earlier stay in the record until they are gone from the
+    repository (`restic repair packs` removes them).
+    """
+    earlier = load(cfg).packs
+    if earlier:
+        existing = set(restic.pack_ids())
+        broken_packs = sorted(set(broken_packs) | {p for p in earlier if p in existing})
+    damage = Damage(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), broken_packs)
+    if broken_packs:
+        hit = set(restic.snapshots_using_packs(broken_packs))
+        found = sets.group(restic.snapshots())
+        damage.sets = [s.id for s in found if any(snap.id in hit for snap in s.snapshots)]
+    _write_private(path(cfg), json.dumps(asdict(damage), indent=1))
+    return damage
+
+
+def _write_private(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, target)
+
+
+def problem(restic: Restic, chosen: sets.SnapshotSet, damage: Damage) -> str:
+    """Why this set cannot be read back whole ('' when nothing is known against it)."""
+    from shipper.restore import read_manifest
+
+    why = damage.why(chosen)
+    if why:
+        return why
+    try:
+        manifest = read_manifest(restic, chosen)
+    except (ResticError, ValueError) as exc:
+        return f"its manifest cannot be read ({exc})"
+    if manifest is None:
+        return "it has no manifest"
+    missing = missing_parts(chosen, manifest)
+    if missing:
+        return f"the snapshot of part(s) {', '.join(missing)} is missing from the repository"
+    return ""
+
+
+def missing_parts(chosen: sets.SnapshotSet, manifest: Dict[str, Any]) -> List[str]:
+    """Parts the manifest says were stored whose snapshot is not in the repository."""
+    ids = {snap.id for snap in chosen.snapshots}
+    present = chosen.parts
+    out = []
+    for part in manifest.get("parts", []):
+        name, snapshot, outcome = part.get("name"), part.get("snapshot"), part.get("outcome")
+        stored_gone = outcome == "ok" and snapshot and snapshot not in ids
+        files_gone = name == sets.FILES_PART and outcome in ("ok", "unreadable")
+        if stored_gone or (files_gone and sets.FILES_PART not in present):
+            out.append(str(name))
+    return out
+
+
+def newest_readable(
+    restic: Restic, found: List[sets.SnapshotSet], damage: Damage, skip: str = ""
+) -> Optional[sets.SnapshotSet]:
+    """The newest complete set that can be read, looking at a few sets at most."""
+    candidates = [s for s in found if s.status == sets.COMPLETE and s.id != skip]
+    for candidate in candidates[:SEARCH_LIMIT]:
+        if not problem(restic, candidate, damage):
+            return candidate
+    return None
+
+
+def offer(restic: Restic, found: List[sets.SnapshotSet], damage: Damage, skip: str) -> str:
+    """The sentence that names what to promote instead."""
+    other = newest_readable(restic, found, damage, skip)
+    if other is None:
+        return "no other complete set can be read either: run `shipper check` and see restic's troubleshooting guide"
+    return f"the newest set that can be read is {other.id} ({other.time:%Y-%m-%d %H:%M} UTC): promote it with --set {other.id}"
