@@ -194,9 +194,7 @@ class SetRun:
                     self.versions[engine.name] = engine.version()
                     jobs.extend(engine.dump_jobs())
                 except databases.DatabaseError as exc:
-                    self.result.parts.append(
-                        PartOutcome(f"{engine.name}:*", FAILED, error=str(exc))
-                    )
+                    self.result.parts.extend(unreached_parts(engine, exc))
             if not jobs:
                 return
             self.announce(f"{len(jobs)} database dumps")
@@ -329,6 +327,18 @@ class SetRun:
             time=self.time + dt.timedelta(seconds=1),
         )
         self.result.status = sets.PARTIAL
+
+
+def unreached_parts(engine: Any, error: Exception) -> List[PartOutcome]:
+    """A server that failed before its dumps: a failed part for each database it was to give."""
+    selection = engine.server
+    named = [d for d in selection.databases if d != "all" and d not in selection.exclude]
+    if not named:
+        return [PartOutcome(f"{engine.label}:*", FAILED, error=str(error))]
+    return [
+        PartOutcome(f"{engine.label}:{name}", FAILED, error=f"{name} not dumped: {error}")
+        for name in named
+    ]
 
 
 def take(cfg: Config, restic: Restic, announce=None) -> SetResult:
