@@ -193,7 +193,7 @@ class _RunningRestic:
         self.network_timeout = network_timeout
         self.retrying_since: Optional[float] = None
         self.gave_up = ""
-        self.full = ""
+        self.hopeless = ""
         self._stderr_thread = threading.Thread(target=self._read_stderr, daemon=True)
         self._stderr_thread.start()
         threading.Thread(target=self._watch_retries, daemon=True).start()
@@ -212,8 +212,8 @@ class _RunningRestic:
 
     def _note_retry(self, line: str) -> None:
         if "returned error, retrying after" in line:
-            if is_disk_full(line):
-                self.full = line  # retrying cannot make room: stop at once
+            if is_disk_full(line) or is_certificate_error(line):
+                self.hopeless = line  # retrying cannot make room or change a certificate: stop now
             if self.retrying_since is None:
                 self.retrying_since = time.monotonic()
         elif "operation successful after" in line:
@@ -222,8 +222,8 @@ class _RunningRestic:
     def _watch_retries(self) -> None:
         """restic retries a dead backend for 15 minutes; shipper gives up sooner."""
         while self.process.poll() is None:
-            if self.full:
-                self.gave_up = self.full
+            if self.hopeless:
+                self.gave_up = self.hopeless
                 _stop(self.process)
                 return
             since = self.retrying_since
@@ -418,6 +418,8 @@ class Restic:
                 "`shipper prune` there), then run again",
                 detail,
             )
+        if running.gave_up and is_certificate_error(running.gave_up):
+            return self._certificate_error(running.gave_up, detail)
         if running.gave_up:
             return Unreachable(
                 f"cannot reach the receiver at {where}: no answer for "
@@ -447,13 +449,8 @@ class Restic:
         if code < 0:
             return Interrupted(f"restic {command} was killed by signal {-code}", detail)
         lowered = detail.lower()
-        if "x509" in lowered or "certificate" in lowered:
-            return CertificateRejected(
-                f"the receiver at {where} presented a certificate shipper does not trust: "
-                f"{_last_line(detail)}; check repository.cacert, or re-run `shipper setup master` "
-                "with the slave's fingerprint",
-                detail,
-            )
+        if is_certificate_error(detail):
+            return self._certificate_error(detail, detail)
         if any(s in lowered for s in _UNREACHABLE_HINTS):
             return Unreachable(
                 f"cannot reach the receiver at {where}: {_last_line(detail)}; check that the slave "
@@ -472,6 +469,14 @@ class Restic:
                 detail,
             )
         return ResticError(f"restic {command} failed (exit {code}): {_last_line(detail)}", detail)
+
+    def _certificate_error(self, text: str, detail: str) -> CertificateRejected:
+        return CertificateRejected(
+            f"the receiver at {self.repository.display} presented a certificate shipper does not "
+            f"trust: {_last_line(text)}; check repository.cacert, or re-run `shipper setup master` "
+            "with the slave's fingerprint",
+            detail,
+        )
 
     # ------------------------------------------------------------ version
 
@@ -744,6 +749,11 @@ def is_disk_full(text: str) -> bool:
     """restic's words for a full repository disk: local ENOSPC, rest-server's HTTP 507."""
     lowered = text.lower()
     return any(hint in lowered for hint in _FULL_HINTS)
+
+
+def is_certificate_error(text: str) -> bool:
+    lowered = text.lower()
+    return "x509" in lowered or "certificate" in lowered
 
 
 _FULL_HINTS = ("no space left", "insufficient storage", "(507)", "disk quota exceeded")
