@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.faults.helpers import EXIT_PARTIAL, gone, sets_json, snapshot_ok
-from tests.shipperenv import ShipperEnv
+from tests.shipperenv import ShipperEnv, make_dataset, tree_digest
 
 TIMEOUT = 2
 
@@ -102,3 +103,43 @@ def test_a_hook_that_leaves_a_daemon_running_does_not_hold_the_run(
         if pids.exists():
             os.kill(int(pids.read_text()), 9)
     assert time.monotonic() - clock < 20
+
+
+def test_post_restore_hook_faults_fail_promote_at_the_hook_and_a_rerun_finishes(
+    hook_env: ShipperEnv, tmp_path: Path
+):
+    env = hook_env
+    make_dataset(env.src, files=30, mib=1)
+    state = tree_digest(env.src)
+    snapshot_ok(env)
+    hooks = tmp_path / "slave-hooks"
+    (hooks / "post-restore.d").mkdir(parents=True)
+    settings = yaml.safe_load(env.config_path.read_text())
+    settings.update(role="slave", state_dir=str(tmp_path / "slave-state"))
+    settings["repository"]["local_path"] = str(env.repo)
+    settings["hooks"] = {"dirs": [str(hooks)], "timeout": TIMEOUT}
+    config = tmp_path / "slave.yml"
+    config.write_text(yaml.safe_dump(settings))
+    root = tmp_path / "root"
+    hook = hooks / "post-restore.d" / "10-start-app"
+
+    def promote() -> str:
+        done = env.run("-c", str(config), "promote", "--yes", "--root", str(root), timeout=120)
+        assert "Traceback" not in done.stderr, done.stderr
+        return ("PROMOTED " if done.returncode == 0 else "") + done.stdout + done.stderr
+
+    hook.write_text("#!/bin/sh\necho started\n")
+    hook.chmod(0o777)
+    said = promote()
+    assert f"post-restore hook {hook} refused" in said and "writable by others" in said, said
+    hook.chmod(0o755)
+    hook.write_text("#!/bin/sh\nexec sleep 60\n")
+    clock = time.monotonic()
+    said = promote()
+    assert f"post-restore hook {hook} did not finish within {TIMEOUT}s and was killed" in said
+    assert "hook:10-start-app" in said and time.monotonic() - clock < 30, said
+    hook.write_text(f'#!/bin/sh\necho "$SHIPPER_SET_ID" > {tmp_path / "ran"}\n')
+    said = promote()
+    assert said.startswith("PROMOTED") and "resuming an interrupted promote" in said, said
+    assert (tmp_path / "ran").exists()
+    assert tree_digest(root / str(env.src).lstrip("/")) == state
