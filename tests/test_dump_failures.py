@@ -4,9 +4,12 @@ A dump killed while it streams, a server stopped while the set runs, and an
 account that may not read one database each give a `partial` set (exit 4)
 whose message names the database and the cause; the other parts are kept,
 and the previous complete set stays as it was (same manifest digests, and it
-still loads: restore-db checks every byte against them). A SIGKILLed
-mariadb-dump is tests/faults/test_kills.py's. Also: the credential folders a
-killed run leaves behind, and their removal by the next run.
+still loads: restore-db checks every byte against them). Also: the credential
+folders a killed run leaves behind, and their removal by the next run.
+
+Left to the fault suite, which has them: a SIGKILLed mariadb-dump
+(tests/faults/test_kills.py), a PostgreSQL server killed mid-dump and a MariaDB
+user without rights on one database (tests/faults/test_database_faults.py).
 """
 
 from __future__ import annotations
@@ -37,8 +40,6 @@ pytestmark = pytest.mark.slow
 EXIT_PARTIAL = 4
 BIG_ROWS = 100_000  # about 11 MB of dump: most of a second through restic
 STREAMED = 1 << 20  # act once this much of the dump went out
-# PostgreSQL's fast shutdown ends the session with a message, unless the socket closes first.
-SERVER_GONE = ("terminating connection", "server closed the connection")
 
 
 def server_entry(server, **overrides) -> dict:
@@ -256,35 +257,28 @@ def test_a_killed_dump_or_a_stopped_server_midstream_gives_a_partial_set(
     mariadb_server,
     postgresql_server,
     make_mariadb_server,
-    make_postgresql_server,
     databases,
 ):
-    """One run, three faults, each while its dump streams: pg_dump SIGKILLed, and a
-    dedicated server of each engine stopped. Each fault fails its own part only.
+    """One run, two faults, each while its dump streams: pg_dump SIGKILLed, and a
+    dedicated MariaDB server stopped. Each fault fails its own part only.
 
-    (A SIGKILLed mariadb-dump is tests/faults/test_kills.py's.)"""
+    tests/faults has the other two: a SIGKILLed mariadb-dump (test_kills.py) and a
+    PostgreSQL server killed mid-dump (test_database_faults.py)."""
     env = shipper_env
-    doomed_m, doomed_p = make_mariadb_server(), make_postgresql_server()
-    small_m = databases(mariadb_server, "sm")
+    doomed = make_mariadb_server()
+    small_m, stopped_m = databases(mariadb_server, "sm"), databases(doomed, "stopm", BIG_ROWS)
     killed_p, small_p = (
         databases(postgresql_server, "killp", BIG_ROWS),
         databases(postgresql_server, "sp"),
     )
-    stopped_m, stopped_p = (
-        databases(doomed_m, "stopm", BIG_ROWS),
-        databases(doomed_p, "stopp", BIG_ROWS),
-    )
-    # The doomed servers come second: their parts are "mariadb2:..." and "postgresql2:...".
+    # The doomed server comes second: its parts are "mariadb2:...".
     configure(
         env,
         [
             server_entry(mariadb_server, databases=[small_m]),
-            server_entry(doomed_m, databases=[stopped_m]),
+            server_entry(doomed, databases=[stopped_m]),
         ],
-        [
-            server_entry(postgresql_server, databases=[killed_p, small_p]),
-            server_entry(doomed_p, databases=[stopped_p]),
-        ],
+        [server_entry(postgresql_server, databases=[killed_p, small_p])],
     )
     env.run("init", check=True)
     first = complete_set(env)
@@ -294,8 +288,7 @@ def test_a_killed_dump_or_a_stopped_server_midstream_gives_a_partial_set(
         env,
         [
             Fault("pg_dump", killed_p, lambda pid: os.kill(pid, signal.SIGKILL)),
-            Fault("mariadb-dump", stopped_m, lambda pid: doomed_m.stop()),
-            Fault("pg_dump", stopped_p, lambda pid: doomed_p.stop()),
+            Fault("mariadb-dump", stopped_m, lambda pid: doomed.stop()),
         ],
     )
     assert_partial(
@@ -305,83 +298,53 @@ def test_a_killed_dump_or_a_stopped_server_midstream_gives_a_partial_set(
         {
             f"postgresql:{killed_p}": "pg_dump was killed by SIGKILL",
             f"mariadb2:{stopped_m}": "Lost connection",
-            f"postgresql2:{stopped_p}": SERVER_GONE,
         },
     )
-    # Nothing else failed, bar the stopped servers' users and grants if they were still
+    # Nothing else failed, bar the stopped server's users and grants if they were still
     # being dumped when the server went.
-    others = set(failed_parts(second)) - {f"postgresql:{killed_p}"}
-    assert all(name.startswith(("mariadb2:", "postgresql2:")) for name in others), others
+    others = set(failed_parts(second)) - {f"postgresql:{killed_p}", f"mariadb2:{stopped_m}"}
+    assert others <= {"mariadb2:globals"}, others
     kept = {"files", "mariadb:globals", "postgresql:globals", f"mariadb:{small_m}"}
     assert kept | {f"postgresql:{small_p}"} <= kept_parts(second)
 
     assert statuses(env) == {first: "complete", second["set_id"]: "partial"}
     assert manifest_digests(env, first) == before
-    doomed_m.start()
+    doomed.start()
     assert_still_loads(env, first, f"postgresql:{killed_p}", postgresql_server)
-    assert_still_loads(env, first, f"mariadb2:{stopped_m}", doomed_m)
+    assert_still_loads(env, first, f"mariadb2:{stopped_m}", doomed)
 
 
-def test_an_account_that_may_not_read_a_database_gives_a_partial_set_naming_it(
-    shipper_env: ShipperEnv, mariadb_server, postgresql_server, databases, tmp_path: Path
+def test_a_role_that_may_not_connect_to_one_database_gives_a_partial_set_naming_it(
+    shipper_env: ShipperEnv, postgresql_server, databases, tmp_path: Path
 ):
-    env = shipper_env
-    user = f"limited_{uuid.uuid4().hex[:6]}"
+    """(A MariaDB user without rights on one database is tests/faults/test_database_faults.py's.)"""
+    env, server = shipper_env, postgresql_server
+    role = f"limited_{uuid.uuid4().hex[:6]}"
     password = write_secret(tmp_path / "limited-password", "limited-secret")
-    open_m, closed_m = databases(mariadb_server, "openm"), databases(mariadb_server, "closedm")
-    open_p, closed_p = (
-        databases(postgresql_server, "openp"),
-        databases(postgresql_server, "closedp"),
-    )
-    # MariaDB: what a dump needs on open_m (no LOCK TABLES: --single-transaction takes none),
-    # and the account tables for the globals; nothing at all on closed_m.
-    mariadb_server.sql(
-        f"CREATE USER '{user}'@'localhost' IDENTIFIED BY 'limited-secret';"
-        f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON {open_m}.* TO '{user}'@'localhost';"
-        f"GRANT SELECT ON mysql.* TO '{user}'@'localhost'"
-    )
-    # PostgreSQL: may read open_p; may not even connect to closed_p.
-    postgresql_server.sql(f"CREATE ROLE {user} LOGIN PASSWORD 'limited-secret'")
-    postgresql_server.sql(f"REVOKE CONNECT ON DATABASE {closed_p} FROM PUBLIC")
-    postgresql_server.sql(f"GRANT SELECT ON filler TO {user}", open_p)
+    allowed, closed = databases(server, "openp"), databases(server, "closedp")
+    server.sql(f"CREATE ROLE {role} LOGIN PASSWORD 'limited-secret'")
+    server.sql(f"REVOKE CONNECT ON DATABASE {closed} FROM PUBLIC")
+    server.sql(f"GRANT SELECT ON filler TO {role}", allowed)
     try:
-        configure(
-            env,
-            [
-                server_entry(
-                    mariadb_server,
-                    user=user,
-                    password_file=str(password),
-                    databases=[open_m, closed_m],
-                )
-            ],
-            [
-                server_entry(
-                    postgresql_server,
-                    user=user,
-                    password_file=str(password),
-                    databases=[open_p, closed_p],
-                    tcp=True,
-                )
-            ],
+        entry = server_entry(
+            server, user=role, password_file=str(password), databases=[allowed, closed], tcp=True
         )
+        configure(env, [], [entry])
         env.run("init", check=True)
         code, outcome, stderr = snapshot(env)
         assert_partial(
-            code,
-            outcome,
-            stderr,
-            {
-                f"mariadb:{closed_m}": "Access denied",
-                f"postgresql:{closed_p}": "permission denied",
-            },
+            code, outcome, stderr, {f"postgresql:{closed}": "User does not have CONNECT privilege"}
         )
-        assert {"files", f"mariadb:{open_m}", f"postgresql:{open_p}"} <= kept_parts(outcome)
+        assert {"files", f"postgresql:{allowed}"} <= kept_parts(outcome)
+        # The role may not read password hashes either: the globals fail, and say why.
+        assert (
+            "permission denied for table pg_authid" in failed_parts(outcome)["postgresql:globals"]
+        )
+        assert set(failed_parts(outcome)) == {"postgresql:globals", f"postgresql:{closed}"}
     finally:
-        mariadb_server.sql(f"DROP USER IF EXISTS '{user}'@'localhost'")
-        for database in (open_p, closed_p):
-            postgresql_server.sql(f"DROP DATABASE IF EXISTS {database}")
-        postgresql_server.sql(f"DROP ROLE IF EXISTS {user}")
+        for database in (allowed, closed):
+            server.sql(f"DROP DATABASE IF EXISTS {database}")
+        server.sql(f"DROP ROLE IF EXISTS {role}")
 
 
 # ---------------------------------------------------------------- credentials of a killed run
