@@ -137,6 +137,12 @@ def _print_result(ctx: Context, result: snapshot.SetResult) -> None:
         print("shipper: unreadable files (not in the set):", file=sys.stderr)
         for item in result.unreadable[:20]:
             print(f"  {item}", file=sys.stderr)
+    if result.status != sets.COMPLETE:
+        print(
+            f"shipper: set {result.set_id} is partial: fix what failed above, and the next set "
+            "takes those parts again; promote keeps using the newest complete set",
+            file=sys.stderr,
+        )
 
 
 @command
