@@ -231,7 +231,9 @@ class _RunningRestic:
                 self.gave_up = (
                     self.stderr_lines[-1] if self.stderr_lines else "backend not answering"
                 )
-                _stop(self.process)
+                # restic would spend its grace retrying to remove its lock over the dead
+                # link; the next run clears that stale lock.
+                _stop(self.process, grace=2)
                 return
             time.sleep(0.5)
 
@@ -771,11 +773,11 @@ _UNREACHABLE_HINTS = (
 )
 
 
-def _stop(popen: subprocess.Popen) -> None:
+def _stop(popen: subprocess.Popen, grace: float = 10) -> None:
     if popen.poll() is None:
         popen.terminate()
         try:
-            popen.wait(10)
+            popen.wait(grace)
         except subprocess.TimeoutExpired:
             popen.kill()
             popen.wait()
