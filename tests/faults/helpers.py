@@ -97,12 +97,14 @@ def is_restic(command: str, *words: str) -> Callable[[List[str]], bool]:
 
 
 def gone(pid: int, timeout: float = 15) -> bool:
+    """True once the process is gone (or a zombie); looks at least once."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         if not os.path.exists(f"/proc/{pid}") or _zombie(pid):
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    return False
 
 
 def _zombie(pid: int) -> bool:

@@ -41,11 +41,10 @@ def snapshot_at(env: ShipperEnv, offset: str = "") -> str:
 
 
 def test_a_clock_that_jumps_back_keeps_ids_and_restic_times_in_order(
-    shipper_env: ShipperEnv, tmp_path: Path
+    fresh_repo: ShipperEnv, tmp_path: Path
 ):
     assert FAKETIME, "faketime is missing: run scripts/bootstrap (Debian package faketime)"
-    env = shipper_env
-    env.run("init", check=True)
+    env = fresh_repo
     (env.src / "state").write_text("first\n")
     first = snapshot_at(env)
     (env.src / "state").write_text("taken an hour 'earlier'\n")
@@ -76,10 +75,9 @@ def test_a_clock_that_jumps_back_keeps_ids_and_restic_times_in_order(
     assert restored_digest(env, "latest", tmp_path / "third") == tree_digest(env.src)
 
 
-def test_retention_sees_the_set_taken_after_the_jump_as_the_newest(shipper_env: ShipperEnv):
+def test_retention_sees_the_set_taken_after_the_jump_as_the_newest(fresh_repo: ShipperEnv):
     """prune judges by set time: the set taken under the clock set back is the newest it keeps."""
-    env = shipper_env
-    env.run("init", check=True)
+    env = fresh_repo
     (env.src / "f").write_text("x\n")
     first = snapshot_at(env)
     behind = snapshot_at(env, "-1h")

@@ -35,10 +35,9 @@ def lock_names(repo: Path) -> set:
     return {p.name for p in (repo / "locks").iterdir() if "-tmp-" not in p.name}
 
 
-def test_a_run_while_prune_holds_the_exclusive_lock(shipper_env: ShipperEnv, tmp_path: Path):
-    env = shipper_env
+def test_a_run_while_prune_holds_the_exclusive_lock(fresh_repo: ShipperEnv, tmp_path: Path):
+    env = fresh_repo
     env.write_config(repository={"lock_wait": 3})
-    env.run("init", check=True)
     make_dataset(env.src, files=60, mib=1)
     first = snapshot_ok(env)
 

@@ -33,7 +33,8 @@ def pg(make_postgresql_server: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def site(shipper_env: ShipperEnv, mariadb_server: Any, pg: Any) -> Iterator[Dict[str, Any]]:
+def site(fresh_repo: ShipperEnv, mariadb_server: Any, pg: Any) -> Iterator[Dict[str, Any]]:
+    shipper_env = fresh_repo
     tag = uuid.uuid4().hex[:6]
     shop, vault = f"shop_{tag}", f"vault_{tag}"
     for name in (shop, vault):
@@ -49,7 +50,6 @@ def site(shipper_env: ShipperEnv, mariadb_server: Any, pg: Any) -> Iterator[Dict
         "postgresql": [dataclasses.asdict(pg.config(databases=["app"]))],
     }
     shipper_env.write_config(databases=databases)
-    shipper_env.run("init", check=True)
     make_dataset(shipper_env.src, files=40, mib=1)
     yield {"env": shipper_env, "shop": shop, "vault": vault, "databases": databases}
     for name in (shop, vault):

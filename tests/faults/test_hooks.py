@@ -17,9 +17,9 @@ TIMEOUT = 2
 
 
 @pytest.fixture
-def hook_env(shipper_env: ShipperEnv) -> ShipperEnv:
+def hook_env(fresh_repo: ShipperEnv) -> ShipperEnv:
+    shipper_env = fresh_repo
     shipper_env.write_config(hooks={"timeout": TIMEOUT})
-    shipper_env.run("init", check=True)
     (shipper_env.src / "f").write_text("data\n")
     (shipper_env.hooks / "pre-snapshot.d").mkdir(parents=True)
     return shipper_env
@@ -74,17 +74,23 @@ def test_a_failing_hook_fails_its_phase_with_its_name(hook_env: ShipperEnv):
     snapshot_ok(env)
 
 
-@pytest.mark.parametrize("unsafe", ["hook", "folder"])
-def test_a_hook_writable_by_others_is_refused(hook_env: ShipperEnv, tmp_path: Path, unsafe: str):
+@pytest.mark.parametrize("unsafe", ["hook", "folder", "owner"])
+def test_an_unsafe_hook_is_refused(hook_env: ShipperEnv, tmp_path: Path, unsafe: str):
+    """Writable by others (the hook or its folder), or not root's: refused, never run."""
     env = hook_env
     ran = tmp_path / "ran"
     hook = add_hook(env, "30-unsafe", f"touch {ran}\n")
-    target = hook if unsafe == "hook" else hook.parent
-    target.chmod(0o777 if unsafe == "folder" else 0o757)
+    if unsafe == "owner":
+        os.chown(hook, 1234, 1234)
+    else:
+        (hook if unsafe == "hook" else hook.parent).chmod(0o757 if unsafe == "hook" else 0o777)
     error = settings_error(env)
-    assert f"{hook} refused" in error and "writable by others" in error, error
+    why = "is owned by uid 1234, not root" if unsafe == "owner" else "writable by others"
+    assert f"{hook} refused" in error and why in error, error
     assert not ran.exists(), "an unsafe hook ran"
-    target.chmod(0o755)
+    os.chown(hook, 0, 0)
+    hook.chmod(0o755)
+    hook.parent.chmod(0o755)
     snapshot_ok(env)
     assert ran.exists()
 

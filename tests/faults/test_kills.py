@@ -28,7 +28,6 @@ import pytest
 
 from tests.faults.helpers import (
     EXIT_PARTIAL,
-    argv_of,
     clean_failure,
     gone,
     is_restic,
@@ -44,8 +43,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def db_env(shipper_env: ShipperEnv, mariadb_server: Any) -> Iterator[ShipperEnv]:
+def db_env(fresh_repo: ShipperEnv, mariadb_server: Any) -> Iterator[ShipperEnv]:
     """A master with files and a MariaDB database on the shared test server."""
+    shipper_env = fresh_repo
     shop = f"shop_{uuid.uuid4().hex[:6]}"
     mariadb_server.sql(f"CREATE DATABASE {shop}")
     mariadb_server.sql(f"CREATE TABLE {shop}.items (id INT PRIMARY KEY, name TEXT)")
@@ -54,7 +54,6 @@ def db_env(shipper_env: ShipperEnv, mariadb_server: Any) -> Iterator[ShipperEnv]
     shipper_env.write_config(
         databases={"enabled": True, "mariadb": [entry], "postgresql": [], "parallel": 1}
     )
-    shipper_env.run("init", check=True)
     make_dataset(shipper_env.src, files=60, mib=1)
     shipper_env.names = {"shop": shop}
     yield shipper_env
@@ -176,7 +175,7 @@ def test_sigkill_of_restic_in_the_files_part_after_the_dumps(
     before = lock_files(env)
     run = env.popen("snapshot", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     files = wait_for_descendant(run.pid, is_restic("backup", str(env.src)), what="files backup")
-    stale = {wait_for_new_lock(env, before | lock_files(env))}
+    stale = {wait_for_new_lock(env, before)}  # the dump parts' restic runs have ended
     os.kill(files, signal.SIGKILL)
     _, err = run.communicate(timeout=60)
     assert "killed by signal 9" in clean_failure(
@@ -221,10 +220,9 @@ def test_sigkill_of_a_dump_tool_makes_a_partial_set_naming_its_database(
 
 
 def test_sigkill_of_shipper_in_a_pre_snapshot_hook_takes_the_hook_along(
-    shipper_env: ShipperEnv, tmp_path: Path
+    fresh_repo: ShipperEnv, tmp_path: Path
 ):
-    env = shipper_env
-    env.run("init", check=True)
+    env = fresh_repo
     make_dataset(env.src, files=40, mib=1)
     folder = env.hooks / "pre-snapshot.d"
     folder.mkdir(parents=True)
@@ -243,7 +241,7 @@ def test_sigkill_of_shipper_in_a_pre_snapshot_hook_takes_the_hook_along(
         assert time.monotonic() < deadline, "the hook did not start"
         time.sleep(0.01)
     hook_pid = int(pidfile.read_text())
-    assert "sleep" in " ".join(argv_of(hook_pid)) or not gone(hook_pid, 0)
+    assert not gone(hook_pid, 0), "the hook should be running"
     run.kill()
     run.wait()
     assert gone(hook_pid, 10), "the hook outlived the killed shipper"
