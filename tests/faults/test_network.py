@@ -19,7 +19,14 @@ import pytest
 import yaml
 
 from tests.faults.helpers import clean_failure, dir_size
-from tests.shipperenv import VENV_BIN, RestServer, ShipperEnv, make_dataset, tree_digest
+from tests.shipperenv import (
+    VENV_BIN,
+    RestServer,
+    ShipperEnv,
+    make_dataset,
+    tree_digest,
+    wait_for_port,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
@@ -93,6 +100,7 @@ def test_cut_mid_upload_fails_in_bounded_time_and_the_next_run_succeeds(
         # The link returns: the next run succeeds, the repository is sound, the restore exact.
         master.link(True)
         shape(master, "")
+        wait_for_port(slave.address, PORT, netns=master.name)  # the link is back when it answers
         done = shipper_in(master, env, "snapshot", "--json")
         assert done.returncode == 0, done.stderr
         listed = local_sets(env, data)
