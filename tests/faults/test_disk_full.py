@@ -40,13 +40,13 @@ def fill(disk: Path, leave: int) -> Path:
 
 
 def test_slave_disk_full_fails_clearly_keeps_old_sets_and_recovers(
-    shipper_env: ShipperEnv, small_disk: Path, tmp_path: Path
+    shipper_env: ShipperEnv, small_disk: Path, blank_repository: Path, tmp_path: Path
 ):
     env = shipper_env
     server = RestServer(small_disk, free_port(), ["--no-auth", "--append-only"]).start()
     try:
         env.write_config(repository={"url": server.url + "master/", "network_timeout": 60})
-        env.run("init", check=True)
+        shutil.copytree(blank_repository, small_disk / "master")  # restic init, done once
         make_dataset(env.src, files=60, mib=1)
         good_state = tree_digest(env.src)
         good = snapshot_ok(env)
