@@ -125,7 +125,7 @@ def finish(cfg: Config, outcome: Dict[str, Any]) -> None:
             state["failure_emailed"] = time.time()
         state["last_error"] = outcome["error"]
     state["last_run"] = outcome
-    state["max_age"] = _max_age(cfg)
+    state["max_age"] = _remembered_max_age(cfg, state)
     _save_and_write_metrics(cfg, state)
 
 
@@ -546,6 +546,16 @@ def _set_age(set_id: str) -> Optional[float]:
 
 def _when(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(float(timestamp)).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _remembered_max_age(cfg: Config, state: Dict[str, Any]) -> Optional[int]:
+    """max_age, computed once per schedule: walking eight days of cron slots
+    costs about 0.1 s, which an unchanged set cannot afford on every run."""
+    key = f"{cfg.schedule}|{cfg.notify.max_age}"
+    if state.get("max_age_for") != key or not state.get("max_age"):
+        state["max_age_for"] = key
+        return _max_age(cfg)
+    return state["max_age"]
 
 
 def _max_age(cfg: Config) -> Optional[int]:
