@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from shipper import sets
 from shipper.config import Config
+from shipper.files import replace_file
 from shipper.restic import Restic, ResticError
 
 # How many sets, newest first, are read to find one that can be promoted.
@@ -72,12 +72,7 @@ def record(cfg: Config, restic: Restic, broken_packs: List[str]) -> Damage:
 
 
 def _write_private(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = target.with_name(target.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, target)
+    replace_file(target, text)
 
 
 def problem(restic: Restic, chosen: sets.SnapshotSet, damage: Damage) -> str:

@@ -16,7 +16,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import smtplib
 import socket
 import subprocess
@@ -33,6 +32,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from shipper import __version__
 from shipper.config import Config
 from shipper.errors import LockHeld
+from shipper.files import replace_file
 
 log = logging.getLogger("shipper.notify")
 
@@ -521,13 +521,7 @@ def _label(text: str) -> str:
 
 
 def _write_atomic(path: Path, text: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    replace_file(path, text, mode=mode)
 
 
 # ---------------------------------------------------------------- helpers

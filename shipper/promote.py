@@ -40,6 +40,7 @@ from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, 
 from shipper import hooks, sets
 from shipper.config import Config
 from shipper.errors import NotFound, Refused, ShipperError
+from shipper.files import replace_file
 from shipper.restic import Restic, ResticError
 from shipper.restore import read_manifest
 
@@ -452,19 +453,7 @@ class Journal:
 
 def write_synced(path: Path, text: str) -> None:
     """Replace a root-only file so that a crash leaves the old or the new one whole."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    replace_file(path, text, sync=True)
 
 
 def _now() -> str:

@@ -27,6 +27,7 @@ import yaml
 from shipper import config, receiver, secrets, sets, snapshot
 from shipper.config import Config
 from shipper.errors import ShipperError
+from shipper.files import replace_file
 from shipper.restic import Repository, Restic, WrongPassword
 
 DEFAULT_ETC = "/etc/shipper"
@@ -180,16 +181,8 @@ def update_config(path: str, values: Dict[KeyPath, Any], fresh: str) -> bool:
     if exists and after == before:
         return False
     config.parse(after, path)
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     mode = target.stat().st_mode & 0o777 if exists else 0o600
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(after)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, target)
+    replace_file(target, after, mode=mode, sync=True)
     return True
 
 

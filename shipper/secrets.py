@@ -12,13 +12,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List
 
 from shipper.config import check_secret_file, read_secret
 from shipper.errors import ShipperError
+from shipper.files import replace_file
 
 RESTIC_PURPOSE = b"shipper restic repository"
 RECEIVER_PURPOSE = b"shipper receiver"
@@ -79,19 +79,7 @@ def _holds(target: Path, value: str) -> bool:
 
 
 def _write_private(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_file(target, text, sync=True)
 
 
 # ---------------------------------------------------------------- htpasswd

@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional
 from shipper import __version__, hooks, sets
 from shipper import restic as restic_errors
 from shipper.config import Config
+from shipper.files import replace_file
 from shipper.lock import host_lock
 from shipper.restic import BackupResult, Restic, ResticError
 
@@ -426,15 +427,4 @@ def _write_last_set_id(cfg: Config, set_id: str) -> None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    with _private_file(tmp) as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _private_file(path: Path) -> Iterator[Any]:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        yield handle
+    replace_file(path, text)
