@@ -80,8 +80,9 @@ def fill_mariadb(server: MariaDBServer, megabytes: int) -> None:
     step = 20000
     for start in range(0, rows, step):
         server.sql(
-            "INSERT INTO bench.docs SELECT seq, REPEAT(MD5(seq), 32) "
-            f"FROM seq_{start}_to_{min(start + step, rows) - 1}"
+            "INSERT INTO docs SELECT seq, REPEAT(MD5(seq), 32) "
+            f"FROM seq_{start}_to_{min(start + step, rows) - 1}",
+            db="bench",
         )
 
 
@@ -146,13 +147,17 @@ def main() -> int:
     os.environ["PATH"] = tool_path()
     work = Path(tempfile.mkdtemp(prefix="shipper-dbbench-"))
     os.chmod(work, 0o711)
-    repos = work / "repos"
-    repos.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g", "tmpfs", str(repos)], check=True)
+    repos, servers_dir = work / "repos", work / "servers"
+    # Repositories and database servers on tmpfs: the disk watch then sees the
+    # master's own filesystems with only shipper (and the dump tools) on them.
+    for folder in (repos, servers_dir):
+        folder.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g", "tmpfs", str(folder)], check=True)
+    os.chmod(servers_dir, 0o711)
     servers = []
     try:
-        pg = PostgreSQLServer(work / "pg")
-        my = MariaDBServer(work / "my")
+        pg = PostgreSQLServer(servers_dir / "pg")
+        my = MariaDBServer(servers_dir / "my")
         servers += [pg, my]
         pg.start(), my.start()
         print("filling PostgreSQL (pgbench) and MariaDB ...", flush=True)
@@ -188,7 +193,8 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-        subprocess.run(["umount", str(repos)], check=False)
+        for folder in (repos, servers_dir):
+            subprocess.run(["umount", str(folder)], check=False)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
