@@ -33,6 +33,7 @@ from shipper import config, restore, sets
 from shipper import snapshot as shipper_snapshot
 from shipper.databases import base
 from shipper.restic import Restic
+from tests.faults.helpers import argv_of, descendants
 from tests.shipperenv import ShipperEnv, write_secret
 
 pytestmark = pytest.mark.slow
@@ -105,30 +106,6 @@ def databases() -> Iterator[Callable[..., str]]:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def descendants(pid: int) -> List[int]:
-    """Every process below pid (children of all its threads: shipper dumps from a pool)."""
-    out: List[int] = []
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                children = [int(child) for child in task.read_text().split()]
-            except OSError:
-                continue
-            out += children
-            todo += children
-    return out
-
-
-def argv_of(pid: int) -> List[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
 def written(pid: int) -> int:
