@@ -631,20 +631,29 @@ def _print_outcome(ctx: Context, outcome: Any, lead: List[str]) -> None:
         ctx.out(line)
 
 
+def _setup_options(a: argparse.Namespace) -> dict:
+    """The options both `setup slave` and `setup master` take."""
+    from shipper import provision
+
+    return dict(
+        config_path=provision.config_path_for(a.config, a.etc_dir),
+        password_file=a.password_file,
+        etc_dir=a.etc_dir,
+        state_dir=a.state_dir,
+        user=a.user,
+        service_manager=a.service_manager,
+    )
+
+
 def run_setup_slave(ctx: Context) -> int:
     from shipper import provision
 
     a = ctx.args
     opts = provision.SlaveOptions(
-        config_path=provision.config_path_for(a.config, a.etc_dir),
-        password_file=a.password_file,
+        **_setup_options(a),
         listen=a.listen,
         repo_dir=a.repo_dir,
-        etc_dir=a.etc_dir,
-        state_dir=a.state_dir,
         names=a.name,
-        user=a.user,
-        service_manager=a.service_manager,
         new_certificate=a.new_certificate,
     )
     outcome = provision.setup_slave(opts)
@@ -676,14 +685,9 @@ def run_setup_master(ctx: Context) -> int:
 
     a = ctx.args
     opts = provision.MasterOptions(
-        config_path=provision.config_path_for(a.config, a.etc_dir),
+        **_setup_options(a),
         slave=a.slave,
-        password_file=a.password_file,
         fingerprint=a.fingerprint,
-        etc_dir=a.etc_dir,
-        state_dir=a.state_dir,
-        user=a.user,
-        service_manager=a.service_manager,
         first_set=not a.no_first_set,
     )
     progress = Progress()
