@@ -36,9 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from shipper import config, promote, sets  # noqa: E402
-from shipper.restic import Repository, Restic  # noqa: E402
-from shipper.restore import read_manifest  # noqa: E402
+from shipper.core import config, sets  # noqa: E402
+from shipper.core.restic import Repository, Restic  # noqa: E402
+from shipper.slave import promote  # noqa: E402
+from shipper.slave.restore import read_manifest  # noqa: E402
 from tests.dbservers import MariaDBServer, PostgreSQLServer  # noqa: E402
 from tests.shipperenv import TOOLS, ShipperEnv, make_dataset, tool_path  # noqa: E402
 

@@ -17,10 +17,12 @@ import sys
 import time
 from typing import Any, Callable, List, Optional
 
-from shipper import config, restore, sets, snapshot
-from shipper.errors import ShipperError
-from shipper.progress import Progress, human_bytes
-from shipper.restic import Restic, ResticError
+from shipper.core import config, sets
+from shipper.core.errors import ShipperError
+from shipper.core.progress import Progress, human_bytes
+from shipper.core.restic import Restic, ResticError
+from shipper.master import snapshot
+from shipper.slave import restore
 
 EXIT_PARTIAL = 4
 
@@ -286,8 +288,8 @@ def _promote(sub: Any) -> None:
 
 
 def run_promote(ctx: Context) -> int:
-    from shipper import promote
-    from shipper.lock import host_lock
+    from shipper.core.lock import host_lock
+    from shipper.slave import promote
 
     args = ctx.args
     options = promote.Options(args.set_ref, args.root, args.allow_partial, args.force)
@@ -393,7 +395,7 @@ def _diff(sub: Any) -> None:
 
 
 def run_diff(ctx: Context) -> int:
-    from shipper import diff
+    from shipper.slave import diff
 
     found = ctx.sets()
     first, second = sets.find(found, ctx.args.first), sets.find(found, ctx.args.second)
@@ -429,7 +431,7 @@ def _daemon(sub: Any) -> None:
 
 
 def run_daemon(ctx: Context) -> int:
-    from shipper import schedule
+    from shipper.master import daemon as schedule
 
     args = ctx.args
     _ = ctx.cfg  # a broken config fails here, before the loop
@@ -508,7 +510,7 @@ def _check(sub: Any) -> None:
 
 
 def run_check(ctx: Context) -> int:
-    from shipper import check
+    from shipper.slave import check
 
     subset = ctx.args.read_data_subset or ctx.cfg.check.read_data_subset
     if subset == "none":
@@ -633,7 +635,7 @@ def _print_outcome(ctx: Context, outcome: Any, lead: List[str]) -> None:
 
 def _setup_options(a: argparse.Namespace) -> dict:
     """The options both `setup slave` and `setup master` take."""
-    from shipper import provision
+    from shipper.setup import provision
 
     return dict(
         config_path=provision.config_path_for(a.config, a.etc_dir),
@@ -646,7 +648,7 @@ def _setup_options(a: argparse.Namespace) -> dict:
 
 
 def run_setup_slave(ctx: Context) -> int:
-    from shipper import provision
+    from shipper.setup import provision
 
     a = ctx.args
     opts = provision.SlaveOptions(
@@ -681,7 +683,7 @@ def _address_for_master(names: List[str]) -> str:
 
 
 def run_setup_master(ctx: Context) -> int:
-    from shipper import provision
+    from shipper.setup import provision
 
     a = ctx.args
     opts = provision.MasterOptions(
@@ -713,7 +715,7 @@ def _receiver(sub: Any) -> None:
 
 
 def run_receiver(ctx: Context) -> int:
-    from shipper import receiver
+    from shipper.slave import receiver
 
     cfg, action = ctx.cfg, ctx.args.action
     if action == "run":
@@ -750,7 +752,7 @@ def _prune(sub: Any) -> None:
 
 
 def run_prune(ctx: Context) -> int:
-    from shipper import retention
+    from shipper.slave import retention
 
     progress = Progress()
     result = retention.prune(
@@ -792,7 +794,7 @@ def _enable(sub: Any) -> None:
 
 
 def run_enable(ctx: Context) -> int:
-    from shipper import provision
+    from shipper.setup import provision
 
     path = config.config_path(ctx.args.config)
     changed = provision.set_enabled(path, ctx.args.enabled)

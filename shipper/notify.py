@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from shipper import __version__
-from shipper.config import Config
-from shipper.errors import LockHeld
-from shipper.files import replace_file
+from shipper.core.config import Config
+from shipper.core.errors import LockHeld
+from shipper.core.files import replace_file
 
 log = logging.getLogger("shipper.notify")
 
@@ -390,7 +390,7 @@ def load_state(cfg: Config) -> Dict[str, Any]:
 
 def _seed_state(cfg: Config) -> Dict[str, Any]:
     """With no state yet, judge recovery by the last run's record (snapshot.record_run)."""
-    from shipper import snapshot
+    from shipper.master import snapshot
 
     record = snapshot.last_run(cfg)
     if not record:
@@ -528,7 +528,7 @@ def _write_atomic(path: Path, text: str, mode: int) -> None:
 
 
 def _set_time(set_id: str) -> Optional[float]:
-    from shipper import sets
+    from shipper.core import sets
 
     return sets.id_time(set_id).timestamp() if sets.is_set_id(set_id) else None
 
@@ -553,7 +553,7 @@ def _remembered_max_age(cfg: Config, state: Dict[str, Any]) -> Optional[int]:
 
 
 def _max_age(cfg: Config) -> Optional[int]:
-    from shipper.schedule import max_age
+    from shipper.master.daemon import max_age
 
     try:
         return max_age(cfg)
@@ -562,6 +562,6 @@ def _max_age(cfg: Config) -> Optional[int]:
 
 
 def _duration(seconds: float) -> str:
-    from shipper.schedule import describe_duration
+    from shipper.master.daemon import describe_duration
 
     return describe_duration(seconds)

@@ -24,9 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from shipper import notify, schedule, sets, snapshot
-from shipper.config import Config
-from shipper.restic import Restic
+from shipper import notify
+from shipper.core import sets
+from shipper.core.config import Config
+from shipper.core.restic import Restic
+from shipper.master import daemon as schedule
+from shipper.master import snapshot
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LEVEL_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -433,7 +436,7 @@ def summary_line(report: Report) -> str:
 
 
 def detail_lines(report: Report) -> List[str]:
-    from shipper.progress import human_bytes
+    from shipper.core.progress import human_bytes
 
     data = report.data
     lines = [

@@ -39,7 +39,7 @@ import psycopg2
 import pymysql
 import pytest
 
-from shipper import config
+from shipper.core import config
 
 SUPERUSER_PASSWORD = "shipper-test-superuser"
 START_TIMEOUT = 60.0

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shipper import config
+from shipper.core import config
 
 MINIMAL = "repository:\n  url: /srv/repo\n"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from shipper import config, databases
+from shipper import databases
+from shipper.core import config
 from tests.shipperenv import ShipperEnv
 
 PREFIX = "databases, autodetected: "

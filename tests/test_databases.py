@@ -21,7 +21,7 @@ import psycopg2
 import pymysql
 import pytest
 
-from shipper import config
+from shipper.core import config
 from shipper.databases import (
     DatabaseError,
     DumpJob,
@@ -534,7 +534,7 @@ def test_stream_filenames_are_flat() -> None:
 def streamhash(tmp_path: Path, *command: str) -> subprocess.CompletedProcess:
     result = tmp_path / "result.json"
     return subprocess.run(
-        [sys.executable, "-m", "shipper.streamhash", "--out", str(result), "--", *command],
+        [sys.executable, "-m", "shipper.core.streamhash", "--out", str(result), "--", *command],
         capture_output=True,
     )
 

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any, Dict
 
-from shipper import diff
+from shipper.slave import diff
 from tests.shipperenv import ShipperEnv
 
 

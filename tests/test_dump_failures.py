@@ -29,10 +29,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import pytest
 
-from shipper import config, restore, sets
-from shipper import snapshot as shipper_snapshot
+from shipper.core import config, sets
+from shipper.core.restic import Restic
 from shipper.databases import base
-from shipper.restic import Restic
+from shipper.master import snapshot as shipper_snapshot
+from shipper.slave import restore
 from tests.faults.helpers import argv_of, descendants
 from tests.shipperenv import ShipperEnv, write_secret
 

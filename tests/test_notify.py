@@ -7,8 +7,9 @@ import re
 import time
 from pathlib import Path
 
-from shipper import config, notify
-from shipper.lock import host_lock
+from shipper import notify
+from shipper.core import config
+from shipper.core.lock import host_lock
 from tests.shipperenv import RestServer, ShipperEnv
 from tests.sinks import SmtpSink, WebhookSink, email_text, notify_settings
 

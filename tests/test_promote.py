@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 import yaml
 
-from shipper import promote
+from shipper.slave import promote
 from tests.shipperenv import VENV_BIN, ShipperEnv, make_dataset, mutate_dataset
 
 # ---------------------------------------------------------------- pure parts
@@ -90,7 +90,7 @@ class FakeEngine:
 
 
 def test_database_server_checks_name_versions_and_what_to_do(tmp_path: Path) -> None:
-    from shipper import config
+    from shipper.core import config
 
     cfg = config.parse(f"repository: {{url: /r}}\nstate_dir: {tmp_path}\n")
 

@@ -19,7 +19,8 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 import yaml
 
-from shipper import receiver, secrets
+from shipper.core import secrets
+from shipper.slave import receiver
 from tests.shipperenv import (
     PASSWORD,
     TOOLS,

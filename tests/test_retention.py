@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shipper import retention, sets
-from shipper.restic import Repository, Restic, Snapshot
-from shipper.retention import Policy
+from shipper.core import sets
+from shipper.core.restic import Repository, Restic, Snapshot
+from shipper.slave import retention
+from shipper.slave.retention import Policy
 from tests.shipperenv import TOOLS, ShipperEnv
 
 UTC = dt.timezone.utc

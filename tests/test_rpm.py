@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shipper import config
+from shipper.core import config
 from tests.shipperenv import ROOT
 
 pytestmark = pytest.mark.skipif(

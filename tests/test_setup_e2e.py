@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shipper import provision
+from shipper.setup import provision
 from tests.shipperenv import PASSWORD, make_dataset, mutate_dataset, write_secret
 from tests.test_receiver import (
     Side,

@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 
-from shipper import config, restore, sets
-from shipper.restic import Restic
+from shipper.core import config, sets
+from shipper.core.restic import Restic
+from shipper.slave import restore
 from tests.shipperenv import ShipperEnv
 
 EXIT_PARTIAL = 4

@@ -15,7 +15,7 @@ import os
 import stat
 from typing import Any, List, Optional, Sequence
 
-from shipper import config
+from shipper.core import config
 
 from .base import DatabaseError, DumpJob, Engine, wrap_with_hash
 

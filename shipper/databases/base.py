@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Sequence
 
-from shipper.errors import ShipperError
-from shipper.process import die_with_parent
+from shipper.core.errors import ShipperError
+from shipper.core.process import die_with_parent
 
 log = logging.getLogger("shipper.databases")
 
@@ -62,7 +62,15 @@ class DumpJob:
 
 def wrap_with_hash(job: DumpJob, result_path: str) -> List[str]:
     """The job's command run under shipper.streamhash (byte count and sha256 to result_path)."""
-    return [sys.executable, "-m", "shipper.streamhash", "--out", result_path, "--", *job.command]
+    return [
+        sys.executable,
+        "-m",
+        "shipper.core.streamhash",
+        "--out",
+        result_path,
+        "--",
+        *job.command,
+    ]
 
 
 def dump_failure_cause(detail: str) -> str:

@@ -17,7 +17,7 @@ from typing import List
 
 import yaml
 
-from shipper import sets
+from shipper.core import sets
 from tests.faults.helpers import restored_digest, sets_json
 from tests.shipperenv import VENV_BIN, ShipperEnv, tree_digest
 

@@ -25,7 +25,8 @@ from typing import Any, Dict, Iterator, List, Set
 import pytest
 import yaml
 
-from shipper import receiver, secrets
+from shipper.core import secrets
+from shipper.slave import receiver
 from tests.faults.helpers import clean_failure
 from tests.shipperenv import free_port, make_dataset, tree_digest, write_secret
 from tests.test_receiver import Side, printed_fingerprint, slave_digest

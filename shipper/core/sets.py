@@ -14,8 +14,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
 
-from shipper.errors import NotFound
-from shipper.restic import Snapshot
+from shipper.core.errors import NotFound
+from shipper.core.restic import Snapshot
 
 SET_TAG = "shipper-set"
 PART_TAG = "shipper-part"

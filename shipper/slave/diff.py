@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-from shipper import sets
-from shipper.errors import NotFound
-from shipper.restic import Restic
-from shipper.restore import files_part, read_manifest
+from shipper.core import sets
+from shipper.core.errors import NotFound
+from shipper.core.restic import Restic
+from shipper.slave.restore import files_part, read_manifest
 
 ADDED = "+"
 REMOVED = "-"

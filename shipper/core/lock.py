@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from shipper.errors import LockHeld
+from shipper.core.errors import LockHeld
 
 
 @contextlib.contextmanager

@@ -28,12 +28,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from shipper import sets
-from shipper.config import Config
-from shipper.errors import Refused
-from shipper.lock import host_lock
-from shipper.restic import Restic
-from shipper.sets import COMPLETE, INCOMPLETE, PARTIAL, SnapshotSet
+from shipper.core import sets
+from shipper.core.config import Config
+from shipper.core.errors import Refused
+from shipper.core.lock import host_lock
+from shipper.core.restic import Restic
+from shipper.core.sets import COMPLETE, INCOMPLETE, PARTIAL, SnapshotSet
 
 STALE_MINIMUM = dt.timedelta(hours=6)
 FORGET_BATCH = 200

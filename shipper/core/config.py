@@ -165,7 +165,7 @@ class Config:
 
 @lru_cache(maxsize=1)
 def schema() -> Dict[str, Any]:
-    text = resources.files("shipper").joinpath("schema.yaml").read_text()
+    text = resources.files("shipper.core").joinpath("schema.yaml").read_text()
     return yaml.safe_load(text)
 
 
@@ -423,7 +423,7 @@ def _cached_validation(text: str, path: str) -> Dict[str, Any]:
     The cache holds what the config file holds (paths and settings, no
     secret), keyed by the file's text and the schema's, in a root-only folder.
     """
-    schema_text = resources.files("shipper").joinpath("schema.yaml").read_bytes()
+    schema_text = resources.files("shipper.core").joinpath("schema.yaml").read_bytes()
     key = hashlib.sha256(schema_text + b"\0" + text.encode()).hexdigest()
     cache = _cache_dir() / (
         hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:32] + ".json"

@@ -24,11 +24,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
-from shipper import config, receiver, secrets, sets, snapshot
-from shipper.config import Config
-from shipper.errors import ShipperError
-from shipper.files import replace_file
-from shipper.restic import Repository, Restic, WrongPassword
+from shipper.core import config, secrets, sets
+from shipper.core.config import Config
+from shipper.core.errors import ShipperError
+from shipper.core.files import replace_file
+from shipper.core.restic import Repository, Restic, WrongPassword
+from shipper.master import snapshot
+from shipper.slave import receiver
 
 DEFAULT_ETC = "/etc/shipper"
 DEFAULT_USER = "master"

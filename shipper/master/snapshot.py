@@ -23,12 +23,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-from shipper import __version__, hooks, sets
-from shipper import restic as restic_errors
-from shipper.config import Config
-from shipper.files import replace_file
-from shipper.lock import host_lock
-from shipper.restic import BackupResult, Restic, ResticError
+from shipper import __version__
+from shipper.core import hooks, sets
+from shipper.core import restic as restic_errors
+from shipper.core.config import Config
+from shipper.core.files import replace_file
+from shipper.core.lock import host_lock
+from shipper.core.restic import BackupResult, Restic, ResticError
 
 log = logging.getLogger("shipper.snapshot")
 

@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
-from shipper.config import Config, check_secret_file
-from shipper.errors import ShipperError
+from shipper.core.config import Config, check_secret_file
+from shipper.core.errors import ShipperError
 
 UNIT = "shipper-receiver.service"
 BINARIES = ("rest-server", "restic-rest-server")

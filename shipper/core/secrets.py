@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List
 
-from shipper.config import check_secret_file, read_secret
-from shipper.errors import ShipperError
-from shipper.files import replace_file
+from shipper.core.config import check_secret_file, read_secret
+from shipper.core.errors import ShipperError
+from shipper.core.files import replace_file
 
 RESTIC_PURPOSE = b"shipper restic repository"
 RECEIVER_PURPOSE = b"shipper receiver"

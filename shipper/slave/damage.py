@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from shipper import sets
-from shipper.config import Config
-from shipper.files import replace_file
-from shipper.restic import Restic, ResticError
+from shipper.core import sets
+from shipper.core.config import Config
+from shipper.core.files import replace_file
+from shipper.core.restic import Restic, ResticError
 
 # How many sets, newest first, are read to find one that can be promoted.
 SEARCH_LIMIT = 10
@@ -77,7 +77,7 @@ def _write_private(target: Path, text: str) -> None:
 
 def problem(restic: Restic, chosen: sets.SnapshotSet, damage: Damage) -> str:
     """Why this set cannot be read back whole ('' when nothing is known against it)."""
-    from shipper.restore import read_manifest
+    from shipper.slave.restore import read_manifest
 
     why = damage.why(chosen)
     if why:

@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 from typing import IO, Dict, List, Mapping, Sequence, Tuple
 
-from shipper.errors import ShipperError
-from shipper.process import die_with_parent
+from shipper.core.errors import ShipperError
+from shipper.core.process import die_with_parent
 
 log = logging.getLogger("shipper.hooks")
 

@@ -37,12 +37,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
-from shipper import hooks, sets
-from shipper.config import Config
-from shipper.errors import NotFound, Refused, ShipperError
-from shipper.files import replace_file
-from shipper.restic import Restic, ResticError
-from shipper.restore import read_manifest
+from shipper.core import hooks, sets
+from shipper.core.config import Config
+from shipper.core.errors import NotFound, Refused, ShipperError
+from shipper.core.files import replace_file
+from shipper.core.restic import Restic, ResticError
+from shipper.slave.restore import read_manifest
 
 log = logging.getLogger("shipper.promote")
 
@@ -554,7 +554,7 @@ class Promotion:
 
     def _check_readable(self, check: Callable[..., bool], found: List[sets.SnapshotSet]) -> None:
         """Refuse a set that `shipper check` found in damaged packs."""
-        from shipper import damage
+        from shipper.slave import damage
 
         assert self.chosen is not None
         record = damage.load(self.cfg)
@@ -570,7 +570,7 @@ class Promotion:
         self, check: Callable[..., bool], found: List[sets.SnapshotSet], record: Any = None
     ) -> None:
         """After a set failed because it cannot be read: name the newest one that can."""
-        from shipper import damage
+        from shipper.slave import damage
 
         if self.chosen is None or self.checks[-1].name not in ("manifest", "parts", "readable"):
             return
@@ -1204,7 +1204,7 @@ class DigestCheckingReader:
 
 def stop_receiver(cfg: Config) -> str:
     """Stop the receiver and keep it stopped, so a returning old master cannot push."""
-    from shipper import receiver
+    from shipper.slave import receiver
 
     return receiver.stop_for_good(cfg)
 
@@ -1219,7 +1219,7 @@ def major_of(engine: str, version: str) -> str:
 
 def become_master(cfg: Config, set_id: str) -> str:
     """role: master and enabled: false in the config file, its comments and other keys kept."""
-    from shipper import provision
+    from shipper.setup import provision
 
     provision.update_config(cfg.source, {("role",): "master", ("enabled",): False}, "")
     return (
@@ -1255,7 +1255,7 @@ def _existing(path: str) -> str:
 
 
 def _human(count: float) -> str:
-    from shipper.progress import human_bytes
+    from shipper.core.progress import human_bytes
 
     return human_bytes(count)
 

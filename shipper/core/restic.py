@@ -25,7 +25,7 @@ from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, 
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound
 
-from shipper.process import die_with_parent
+from shipper.core.process import die_with_parent
 
 MINIMUM_VERSION = (0, 17, 0)
 
@@ -162,7 +162,7 @@ class Repository:
         """The URL with the transport credential in it: a secret."""
         if not (self.rest_user and self.url.startswith("rest:")):
             return self.url
-        from shipper.config import read_secret
+        from shipper.core.config import read_secret
 
         scheme, _, rest = self.url[len("rest:") :].partition("://")
         user = urllib.parse.quote(self.rest_user, safe="")
@@ -291,8 +291,8 @@ class Restic:
 
         Refuses secret files that others can read.
         """
-        from shipper.config import secret_problems
-        from shipper.errors import ShipperError
+        from shipper.core.config import secret_problems
+        from shipper.core.errors import ShipperError
 
         problems = secret_problems(cfg)
         if problems:

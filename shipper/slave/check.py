@@ -12,8 +12,8 @@ import time
 from typing import Optional
 
 from shipper import notify
-from shipper.config import Config
-from shipper.restic import CheckReport, Restic
+from shipper.core.config import Config
+from shipper.core.restic import CheckReport, Restic
 
 
 def verify(cfg: Config, restic: Restic, read_data_subset: Optional[str]) -> CheckReport:
@@ -30,7 +30,8 @@ def verify(cfg: Config, restic: Restic, read_data_subset: Optional[str]) -> Chec
 
 def judge_sets(cfg: Config, restic: Restic, report: CheckReport) -> None:
     """Add to the report the sets that damage reaches, and what promote can still use."""
-    from shipper import damage, sets
+    from shipper.core import sets
+    from shipper.slave import damage
 
     record = damage.record(cfg, restic, list(report.summary.get("broken_packs") or []))
     found = sets.group(restic.snapshots())

@@ -1,6 +1,6 @@
 """Run a command and pass its stdout through, counting and hashing it.
 
-    python -m shipper.streamhash --out RESULTFILE -- CMD ARGS...
+    python -m shipper.core.streamhash --out RESULTFILE -- CMD ARGS...
 
 CMD's stdout is copied to our stdout in large chunks while it is counted and
 hashed (sha256); its stderr and stdin are CMD's own (inherited). When CMD
@@ -135,7 +135,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 4 or args[0] != "--out" or args[2] != "--":
         print(
-            "usage: python -m shipper.streamhash --out RESULTFILE -- CMD ARGS...", file=sys.stderr
+            "usage: python -m shipper.core.streamhash --out RESULTFILE -- CMD ARGS...",
+            file=sys.stderr,
         )
         return 2
     return run(args[3:], args[1])

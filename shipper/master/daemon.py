@@ -32,9 +32,9 @@ from typing import Any, Dict, Optional, Tuple
 from croniter import croniter
 from dateutil import tz
 
-from shipper import config
-from shipper.config import Config
-from shipper.errors import ShipperError
+from shipper.core import config
+from shipper.core.config import Config
+from shipper.core.errors import ShipperError
 
 log = logging.getLogger("shipper.daemon")
 
@@ -219,7 +219,7 @@ class Daemon:
 
     def _initial_reference(self) -> dt.datetime:
         """When the last run started (so missed slots run once), or now with no record."""
-        from shipper import snapshot
+        from shipper.master import snapshot
 
         record = snapshot.last_run(self.cfg) or {}
         current = now()

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from shipper import sets
-from shipper.errors import NotFound, Refused, ShipperError
-from shipper.restic import Restic, ResticError
+from shipper.core import sets
+from shipper.core.errors import NotFound, Refused, ShipperError
+from shipper.core.restic import Restic, ResticError
 
 
 def files_part(chosen: sets.SnapshotSet) -> sets.Part:
@@ -72,7 +72,7 @@ def database_plan(
     restic: Restic, chosen: sets.SnapshotSet, part: str, with_globals: bool = False
 ) -> List[Any]:
     """The loads for `shipper restore-db`: the engine's globals first when asked, then the database."""
-    from shipper import promote
+    from shipper.slave import promote
 
     manifest = read_manifest(restic, chosen)
     if manifest is None:
@@ -98,7 +98,8 @@ def database_plan(
 
 def restore_database(cfg: Any, restic: Restic, load: Any, as_name: Optional[str] = None) -> None:
     """Load one dump into this server's engine with the loader promote uses."""
-    from shipper import databases, promote
+    from shipper import databases
+    from shipper.slave import promote
 
     engines = databases.engines_from_config(cfg.databases)
     engine = next((e for e in engines if e.label == load.engine), None)

@@ -1,0 +1,1 @@
+"""Shared core: used by both roles, imports nothing outside shipper.core."""

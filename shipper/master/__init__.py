@@ -1,0 +1,1 @@
+"""Master side: takes snapshot sets on a schedule and pushes them to the destination."""

@@ -1,0 +1,1 @@
+"""`shipper setup`: provisions a master or a slave (config, secrets, receiver, units)."""

@@ -1,0 +1,1 @@
+"""Slave side: receives sets, keeps them (retention, check) and promotes one in place."""
