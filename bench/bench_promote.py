@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from shipper.core import config, sets  # noqa: E402
+from shipper.core import manifest as manifests  # noqa: E402
+from shipper.core.manifest import Dump  # noqa: E402
 from shipper.core.restic import Repository, Restic  # noqa: E402
-from shipper.slave import promote  # noqa: E402
-from shipper.slave.restore import read_manifest  # noqa: E402
 from tests.dbservers import MariaDBServer, PostgreSQLServer  # noqa: E402
 from tests.shipperenv import TOOLS, ShipperEnv, make_dataset, tool_path  # noqa: E402
 
@@ -79,25 +79,25 @@ def fill_mariadb(server: MariaDBServer, mib: int) -> None:
         done += batch
 
 
-def newest_set(cfg: config.Config) -> Tuple[str, str, List[promote.DatabaseLoad]]:
+def newest_set(cfg: config.Config) -> Tuple[str, str, List[Dump]]:
     repo = cfg.repository
     restic = Restic(
         Repository(url=repo.url, password_file=repo.password_file), binary=str(TOOLS / "restic")
     )
     chosen = sets.group(restic.snapshots())[0]
-    manifest = read_manifest(restic, chosen)
+    manifest = manifests.read(restic, chosen)
     assert manifest is not None and chosen.status == sets.COMPLETE, chosen.status
     return (
         chosen.id,
         chosen.parts[sets.FILES_PART].snapshot,
-        promote.database_loads(chosen, manifest),
+        manifest.dumps(chosen),
     )
 
 
 def plain_run(
     env: ShipperEnv,
     files: str,
-    loads: List[promote.DatabaseLoad],
+    loads: List[Dump],
     target: Path,
     servers: Dict[str, Any],
 ) -> Tuple[float, float]:
@@ -127,7 +127,7 @@ def plain_run(
     return files_seconds, time.monotonic() - started
 
 
-def client(server: Any, load: promote.DatabaseLoad) -> str:
+def client(server: Any, load: Dump) -> str:
     if isinstance(server, MariaDBServer):
         if load.is_globals:
             return f"mariadb -S {server.socket} -u root --force"

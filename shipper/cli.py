@@ -289,14 +289,20 @@ def _promote(sub: Any) -> None:
 
 def run_promote(ctx: Context) -> int:
     from shipper.core.lock import host_lock
-    from shipper.slave import promote
+    from shipper.slave.promote import report as promote_text
+    from shipper.slave.promote.model import Options
+    from shipper.slave.promote.steps import Promotion
 
     args = ctx.args
-    options = promote.Options(args.set_ref, args.root, args.allow_partial, args.force)
-    say = (lambda check: None) if args.json else (lambda check: ctx.out(promote.check_line(check)))
+    options = Options(args.set_ref, args.root, args.allow_partial, args.force)
+    say = (
+        (lambda check: None)
+        if args.json
+        else (lambda check: ctx.out(promote_text.check_line(check)))
+    )
     lock = contextlib.nullcontext() if args.dry_run else host_lock(ctx.cfg.state, "promote")
     with lock:
-        job = promote.Promotion(ctx.cfg, ctx.restic(), options)
+        job = Promotion(ctx.cfg, ctx.restic(), options)
         if not args.json:
             ctx.out("preflight:")
         job.preflight(say)
@@ -309,7 +315,7 @@ def run_promote(ctx: Context) -> int:
             ctx.json(plan.to_json())
             return 0
         if not args.json:
-            ctx.out("\n".join(promote.plan_lines(plan)))
+            ctx.out("\n".join(promote_text.plan_lines(plan)))
         if args.dry_run:
             ctx.out("dry run: nothing was changed")
             return 0
@@ -331,7 +337,7 @@ def run_promote(ctx: Context) -> int:
     if args.json:
         ctx.json(report.to_json())
     else:
-        ctx.out("\n".join(promote.report_lines(report)))
+        ctx.out("\n".join(promote_text.report_lines(report)))
     return 0 if report.outcome == "promoted" else 1
 
 

@@ -6,8 +6,9 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Dict
+from typing import Any
 
+from shipper.core.manifest import Manifest
 from shipper.slave import diff
 from tests.shipperenv import ShipperEnv
 
@@ -53,7 +54,7 @@ def test_diff_of_two_sets_names_files_and_databases(
 
 
 def test_databases_added_and_removed_between_manifests() -> None:
-    def manifest(**dumps: str) -> Dict[str, Any]:
+    def manifest(**dumps: str) -> Manifest:
         parts = [
             {
                 "name": n.replace("_", ":"),
@@ -62,7 +63,9 @@ def test_databases_added_and_removed_between_manifests() -> None:
             }
             for n, d in dumps.items()
         ]
-        return {"parts": [*parts, {"name": "files", "outcome": "ok", "details": {}}]}
+        return Manifest.from_json(
+            {"parts": [*parts, {"name": "files", "outcome": "ok", "details": {}}]}
+        )
 
     first = manifest(mariadb_a="1", mariadb_b="2")
     second = manifest(mariadb_b="3", mariadb_c="4")

@@ -30,10 +30,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import pytest
 
 from shipper.core import config, sets
+from shipper.core import manifest as manifests
 from shipper.core.restic import Restic
 from shipper.databases import base
 from shipper.master import snapshot as shipper_snapshot
-from shipper.slave import restore
 from tests.faults.helpers import argv_of, descendants
 from tests.shipperenv import ShipperEnv, write_secret
 
@@ -196,7 +196,7 @@ def manifest_digests(env: ShipperEnv, set_id: str) -> Dict[str, str]:
     """Part name -> the sha256 its manifest records, for every dump of the set."""
     restic = Restic.for_config(config.load(str(env.config_path)))
     chosen = sets.find(sets.group(restic.snapshots()), set_id)
-    manifest = restore.read_manifest(restic, chosen)
+    manifest = manifests.read_json(restic, chosen)
     assert manifest is not None and manifest["status"] == "complete"
     return {
         p["name"]: p["details"]["sha256"] for p in manifest["parts"] if "sha256" in p["details"]

@@ -24,14 +24,18 @@ from typing import Any, Dict, List, Optional
 import pytest
 import yaml
 
-from shipper.slave import promote
+from shipper.slave.promote.model import Check, Options
+from shipper.slave.promote.preflight import major_of
+from shipper.slave.promote.scope import Scope, restic_pattern, summarize_preview
+from shipper.slave.promote.steps import Promotion
+from shipper.slave.restore import DigestCheckingReader
 from tests.shipperenv import VENV_BIN, ShipperEnv, make_dataset, mutate_dataset
 
 # ---------------------------------------------------------------- pure parts
 
 
 def test_scope_protects_machine_specific_paths_by_whole_components() -> None:
-    scope = promote.Scope.make(
+    scope = Scope.make(
         ["/srv/app", "/etc", "/etc/nginx", "/var/lib/shipper/x", "/srv2/"],
         ["/etc/ssh/ssh_host_key", "/etc/ssh", "/etc/hostname", "/var/lib/shipper", "/srv/app2"],
     )
@@ -45,7 +49,7 @@ def test_scope_protects_machine_specific_paths_by_whole_components() -> None:
 
 
 def test_scope_route_goes_down_to_a_deep_protected_path() -> None:
-    scope = promote.Scope.make(["/etc"], ["/etc/sysconfig/network-scripts"])
+    scope = Scope.make(["/etc"], ["/etc/sysconfig/network-scripts"])
     assert scope.route == ["/etc", "/etc/sysconfig"]
     includes = scope.includes(
         {"/etc": ["sysconfig", "fstab"], "/etc/sysconfig": ["network-scripts", "x"]}
@@ -54,16 +58,16 @@ def test_scope_route_goes_down_to_a_deep_protected_path() -> None:
 
 
 def test_restic_pattern_escapes_globs() -> None:
-    assert promote.restic_pattern("/srv/a[1]/b*?\\c") == "/srv/a\\[1]/b\\*\\?\\\\c"
+    assert restic_pattern("/srv/a[1]/b*?\\c") == "/srv/a\\[1]/b\\*\\?\\\\c"
 
 
 def test_digest_checking_reader_fails_at_the_end_of_a_wrong_stream() -> None:
     from shipper.databases import DatabaseError
 
     good = hashlib.sha256(b"dump").hexdigest()
-    reader = promote.DigestCheckingReader(io.BytesIO(b"dump"), good, "mariadb:app")
+    reader = DigestCheckingReader(io.BytesIO(b"dump"), good, "mariadb:app")
     assert reader.read() == b"dump" and reader.read() == b""
-    reader = promote.DigestCheckingReader(io.BytesIO(b"dumq"), good, "mariadb:app")
+    reader = DigestCheckingReader(io.BytesIO(b"dumq"), good, "mariadb:app")
     reader.read(2)
     with pytest.raises(DatabaseError, match="does not match its manifest"):
         reader.drain()
@@ -94,11 +98,9 @@ def test_database_server_checks_name_versions_and_what_to_do(tmp_path: Path) -> 
 
     cfg = config.parse(f"repository: {{url: /r}}\nstate_dir: {tmp_path}\n")
 
-    def checks(engine: FakeEngine, force: bool = False) -> List[promote.Check]:
-        job = promote.Promotion(cfg, None, promote.Options(force=force), engines=[engine])  # type: ignore[arg-type]
-        job._check_version(
-            lambda *a, **k: job.checks.append(promote.Check(*a, **k)), engine, "15.20"
-        )
+    def checks(engine: FakeEngine, force: bool = False) -> List[Check]:
+        job = Promotion(cfg, None, Options(force=force), engines=[engine])  # type: ignore[arg-type]
+        job._check_version(lambda *a, **k: job.checks.append(Check(*a, **k)), engine, "15.20")
         return job.checks
 
     same = checks(FakeEngine("15.4"))[0]
@@ -113,8 +115,8 @@ def test_database_server_checks_name_versions_and_what_to_do(tmp_path: Path) -> 
         not down.ok and "connection refused" in down.message and "start the local" in down.message
     )
     assert (
-        promote.major_of("mariadb", "10.11.19-MariaDB") == "10.11"
-        and promote.major_of("postgresql", "9.6.3") == "9.6"
+        major_of("mariadb", "10.11.19-MariaDB") == "10.11"
+        and major_of("postgresql", "9.6.3") == "9.6"
     )
 
 
@@ -127,7 +129,7 @@ def test_summarize_preview_counts_files_not_folders() -> None:
         {"action": "unchanged", "item": "/srv/app/same", "size": 7},
         {"action": "deleted", "item": "/root/srv/app/gone", "size": 0},
     ]
-    changes = promote.summarize_preview("/root", items, ["/srv/app"])
+    changes = summarize_preview("/root", items, ["/srv/app"])
     assert (changes.new, changes.changed, changes.unchanged, changes.removed) == (1, 1, 1, 1)
     assert changes.bytes_to_write == 15 and changes.removed_sample == ["/srv/app/gone"]
 

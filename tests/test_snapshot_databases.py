@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from shipper.core import config, sets
+from shipper.core import manifest as manifests
 from shipper.core.restic import Restic
-from shipper.slave import restore
 from tests.shipperenv import ShipperEnv
 
 EXIT_PARTIAL = 4
@@ -74,7 +74,7 @@ def test_a_set_holds_each_database_and_the_globals(db_env: ShipperEnv):
 
     restic = restic_for(env)
     chosen = sets.find(sets.group(restic.snapshots()), listed["id"])
-    manifest = restore.read_manifest(restic, chosen)
+    manifest = manifests.read_json(restic, chosen)
     assert manifest["status"] == "complete"
     assert manifest["versions"]["mariadb"] and manifest["versions"]["postgresql"]
     by_name = {p["name"]: p for p in manifest["parts"]}

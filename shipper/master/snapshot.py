@@ -29,6 +29,7 @@ from shipper.core import restic as restic_errors
 from shipper.core.config import Config
 from shipper.core.files import replace_file
 from shipper.core.lock import host_lock
+from shipper.core.manifest import FAILED, OK, UNREADABLE, Manifest, Part, encode
 from shipper.core.restic import BackupResult, Restic, ResticError
 
 log = logging.getLogger("shipper.snapshot")
@@ -46,20 +47,6 @@ _REPOSITORY_ERRORS = (
     restic_errors.ResticTooOld,
 )
 
-OK = "ok"
-FAILED = "failed"
-UNREADABLE = "unreadable"
-
-
-@dataclass
-class PartOutcome:
-    name: str
-    outcome: str
-    snapshot: Optional[str] = None
-    error: str = ""
-    bytes_added: int = 0
-    details: Dict[str, Any] = field(default_factory=dict)
-
 
 @dataclass
 class SetResult:
@@ -67,7 +54,7 @@ class SetResult:
     status: str
     started: str
     duration: float = 0.0
-    parts: List[PartOutcome] = field(default_factory=list)
+    parts: List[Part] = field(default_factory=list)
     files_new: int = 0
     files_changed: int = 0
     unreadable: List[str] = field(default_factory=list)
@@ -79,7 +66,7 @@ class SetResult:
         return sum(p.bytes_added for p in self.parts)
 
     @property
-    def failures(self) -> List[PartOutcome]:
+    def failures(self) -> List[Part]:
         return [p for p in self.parts if p.outcome != OK]
 
     def to_json(self) -> Dict[str, Any]:
@@ -171,12 +158,10 @@ class SetRun:
                 hooks.PRE_SNAPSHOT, self.cfg.hooks.dirs, env, self.cfg.hooks.timeout
             )
         except hooks.HookFailed as exc:
-            self.result.parts.append(PartOutcome("settings", FAILED, error=str(exc)))
+            self.result.parts.append(Part("settings", FAILED, error=str(exc)))
             return
         # The export rides in the files part; its snapshot id is filled in there.
-        self.result.parts.append(
-            PartOutcome("settings", OK, details={"hooks": ran, "path": str(target)})
-        )
+        self.result.parts.append(Part("settings", OK, details={"hooks": ran, "path": str(target)}))
 
     # ------------------------------------------------------------ databases
 
@@ -233,14 +218,14 @@ class SetRun:
             # The dump tool's own words (e.g. the server's error), else restic's last line.
             said = dump_failure_cause(exc.detail)
             cause = said or (exc.detail.strip().splitlines() or [str(exc)])[-1]
-            return PartOutcome(
+            return Part(
                 job.part, FAILED, error=f"dump of {job.part} failed: {cause}", details=details
             )
         try:
             details.update(json.loads(result_file.read_text()))
         except (OSError, ValueError):
             pass
-        return PartOutcome(
+        return Part(
             job.part,
             OK,
             snapshot=backup.snapshot_id,
@@ -253,28 +238,26 @@ class SetRun:
     def _status(self) -> str:
         return sets.COMPLETE if not self.result.failures else sets.PARTIAL
 
-    def manifest(self, status: str, files: Optional[PartOutcome] = None) -> Dict[str, Any]:
-        parts = [*self.result.parts, *([files] if files else [])]
-        return {
-            "format": 1,
-            "set": self.set_id,
-            "status": status,
-            "host": self.cfg.hostname,
-            "machine": socket.gethostname(),
-            "started": self.started.isoformat(),
-            "written": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "versions": self.versions,
-            "paths": self.cfg.paths,
-            "exclude": self.cfg.exclude,
-            "machine_specific": self.cfg.machine_specific,
-            "set_dir": str(set_dir(self.cfg)),
-            "parts": [asdict(p) for p in parts],
-        }
+    def manifest(self, status: str, files: Optional[Part] = None) -> Manifest:
+        return Manifest(
+            set=self.set_id,
+            status=status,
+            host=self.cfg.hostname,
+            machine=socket.gethostname(),
+            started=self.started.isoformat(),
+            written=dt.datetime.now(dt.timezone.utc).isoformat(),
+            versions=self.versions,
+            paths=self.cfg.paths,
+            exclude=self.cfg.exclude,
+            machine_specific=self.cfg.machine_specific,
+            set_dir=str(set_dir(self.cfg)),
+            parts=[*self.result.parts, *([files] if files else [])],
+        )
 
     def _files_and_manifest(self) -> None:
         status = self._status()
-        files = PartOutcome(sets.FILES_PART, OK, details={"paths": self.cfg.paths})
-        _write_private(manifest_path(self.cfg), json.dumps(self.manifest(status, files), indent=1))
+        files = Part(sets.FILES_PART, OK, details={"paths": self.cfg.paths})
+        _write_private(manifest_path(self.cfg), encode(self.manifest(status, files)))
         self.announce("files")
         missing = [path for path in self.cfg.paths if not os.path.lexists(path)]
         tags = [*self.tags(sets.FILES_PART), f"{sets.PART_TAG}:{sets.MANIFEST_PART}"]
@@ -301,7 +284,7 @@ class SetRun:
         else:
             self.result.status = status
 
-    def _record_files(self, files: PartOutcome, backup: BackupResult) -> None:
+    def _record_files(self, files: Part, backup: BackupResult) -> None:
         files.snapshot = backup.snapshot_id
         files.bytes_added = int(backup.summary.get("data_added", 0))
         files.details["summary"] = backup.summary
@@ -320,7 +303,7 @@ class SetRun:
 
     def _amend_manifest(self) -> None:
         """A part failed after the manifest went out: commit a corrected one on its own."""
-        document = json.dumps(self.manifest(sets.PARTIAL), indent=1).encode()
+        document = encode(self.manifest(sets.PARTIAL)).encode()
         self.restic.backup_bytes(
             document,
             sets.MANIFEST_FILENAME,
@@ -331,14 +314,14 @@ class SetRun:
         self.result.status = sets.PARTIAL
 
 
-def unreached_parts(engine: Any, error: Exception) -> List[PartOutcome]:
+def unreached_parts(engine: Any, error: Exception) -> List[Part]:
     """A server that failed before its dumps: a failed part for each database it was to give."""
     selection = engine.server
     named = [d for d in selection.databases if d != "all" and d not in selection.exclude]
     if not named:
-        return [PartOutcome(f"{engine.label}:*", FAILED, error=str(error))]
+        return [Part(f"{engine.label}:*", FAILED, error=str(error))]
     return [
-        PartOutcome(f"{engine.label}:{name}", FAILED, error=f"{name} not dumped: {error}")
+        Part(f"{engine.label}:{name}", FAILED, error=f"{name} not dumped: {error}")
         for name in named
     ]
 

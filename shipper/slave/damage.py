@@ -14,8 +14,9 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
+from shipper.core import manifest as manifests
 from shipper.core import sets
 from shipper.core.config import Config
 from shipper.core.files import replace_file
@@ -77,35 +78,19 @@ def _write_private(target: Path, text: str) -> None:
 
 def problem(restic: Restic, chosen: sets.SnapshotSet, damage: Damage) -> str:
     """Why this set cannot be read back whole ('' when nothing is known against it)."""
-    from shipper.slave.restore import read_manifest
-
     why = damage.why(chosen)
     if why:
         return why
     try:
-        manifest = read_manifest(restic, chosen)
+        manifest = manifests.read(restic, chosen)
     except (ResticError, ValueError) as exc:
         return f"its manifest cannot be read ({exc})"
     if manifest is None:
         return "it has no manifest"
-    missing = missing_parts(chosen, manifest)
+    missing = manifest.missing_parts(chosen)
     if missing:
         return f"the snapshot of part(s) {', '.join(missing)} is missing from the repository"
     return ""
-
-
-def missing_parts(chosen: sets.SnapshotSet, manifest: Dict[str, Any]) -> List[str]:
-    """Parts the manifest says were stored whose snapshot is not in the repository."""
-    ids = {snap.id for snap in chosen.snapshots}
-    present = chosen.parts
-    out = []
-    for part in manifest.get("parts", []):
-        name, snapshot, outcome = part.get("name"), part.get("snapshot"), part.get("outcome")
-        stored_gone = outcome == "ok" and snapshot and snapshot not in ids
-        files_gone = name == sets.FILES_PART and outcome in ("ok", "unreadable")
-        if stored_gone or (files_gone and sets.FILES_PART not in present):
-            out.append(str(name))
-    return out
 
 
 def newest_readable(

@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
+from shipper.core import manifest as manifests
 from shipper.core import sets
 from shipper.core.errors import NotFound
+from shipper.core.manifest import Manifest
 from shipper.core.restic import Restic
-from shipper.slave.restore import files_part, read_manifest
+from shipper.slave.restore import files_part
 
 ADDED = "+"
 REMOVED = "-"
@@ -41,16 +43,12 @@ class Difference:
 def compare(restic: Restic, first: sets.SnapshotSet, second: sets.SnapshotSet) -> Difference:
     result = Difference(first.id, second.id)
     one, two = _files_snapshot(first), _files_snapshot(second)
-    manifests = [read_manifest(restic, item) for item in (first, second)]
-    skip = {
-        f"{m['set_dir'].rstrip('/')}/{sets.MANIFEST_FILENAME}"
-        for m in manifests
-        if m and m.get("set_dir")
-    }
+    read = [manifests.read(restic, item) for item in (first, second)]
+    skip = {m.own_file() for m in read if m and m.own_file()}
     if one and two:
         for message in restic.diff(one, two, metadata=True):
             _file_change(result, message, skip)
-    result.databases = _databases(*manifests)
+    result.databases = _databases(*read)
     return result
 
 
@@ -80,18 +78,9 @@ def _file_change(result: Difference, message: Dict[str, Any], skip: set) -> None
         result.metadata.append(path)
 
 
-def _dumps(manifest: Optional[Dict[str, Any]]) -> Dict[str, Optional[str]]:
-    """Database part -> its dump's sha256, for the parts that succeeded."""
-    out: Dict[str, Optional[str]] = {}
-    for part in (manifest or {}).get("parts", []):
-        details = part.get("details") or {}
-        if part.get("outcome") == "ok" and "engine" in details:
-            out[part["name"]] = details.get("sha256")
-    return out
-
-
-def _databases(first: Optional[Dict[str, Any]], second: Optional[Dict[str, Any]]) -> Dict[str, str]:
-    one, two = _dumps(first), _dumps(second)
+def _databases(first: Optional[Manifest], second: Optional[Manifest]) -> Dict[str, str]:
+    one = first.dump_digests() if first else {}
+    two = second.dump_digests() if second else {}
     out = {}
     for name in sorted(set(one) | set(two)):
         if name not in one:

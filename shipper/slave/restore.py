@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
+import hashlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import IO, Any, Dict, Iterator, List, Optional, Sequence
 
+from shipper import databases
+from shipper.core import manifest as manifests
 from shipper.core import sets
 from shipper.core.errors import NotFound, Refused, ShipperError
-from shipper.core.restic import Restic, ResticError
+from shipper.core.manifest import Dump
+from shipper.core.restic import Restic
 
 
 def files_part(chosen: sets.SnapshotSet) -> sets.Part:
@@ -17,26 +19,6 @@ def files_part(chosen: sets.SnapshotSet) -> sets.Part:
     if part is None:
         raise NotFound(f"set {chosen.id} has no files part (status {chosen.status})")
     return part
-
-
-def read_manifest(restic: Restic, chosen: sets.SnapshotSet) -> Optional[Dict[str, Any]]:
-    """The set's manifest document, or None for an incomplete set."""
-    carrier = chosen.manifest_snapshot
-    if carrier is None:
-        return None
-    # Only where a manifest can be (the set folder is the files part's last
-    # path; an amended manifest sits at the root): listing a large files part
-    # whole would cost seconds. The likely place first: one restic process.
-    candidates = [f"{p.rstrip('/')}/{sets.MANIFEST_FILENAME}" for p in reversed(carrier.paths)]
-    candidates = [p for p in carrier.paths if p.endswith("/" + sets.MANIFEST_FILENAME)] + candidates
-    candidates.append("/" + sets.MANIFEST_FILENAME)
-    with contextlib.suppress(ResticError):
-        return json.loads(restic.read_file(carrier.id, candidates[0]))
-    nodes = restic.ls(carrier.id, candidates)
-    path = next((n["path"] for n in nodes if n.get("name") == sets.MANIFEST_FILENAME), None)
-    if path is None:
-        return None
-    return json.loads(restic.read_file(carrier.id, path))
 
 
 def restore_files(
@@ -70,20 +52,18 @@ def listing(sets_found: List[sets.SnapshotSet]) -> List[Dict[str, Any]]:
 
 def database_plan(
     restic: Restic, chosen: sets.SnapshotSet, part: str, with_globals: bool = False
-) -> List[Any]:
+) -> List[Dump]:
     """The loads for `shipper restore-db`: the engine's globals first when asked, then the database."""
-    from shipper.slave import promote
-
-    manifest = read_manifest(restic, chosen)
+    manifest = manifests.read(restic, chosen)
     if manifest is None:
         raise Refused(
             f"set {chosen.id} has no manifest (it never finished): its dumps cannot be told apart"
         )
-    loads = promote.database_loads(chosen, manifest)
+    loads = manifest.dumps(chosen)
     wanted = next((load for load in loads if load.part == part and not load.is_globals), None)
     if wanted is None:
         known = ", ".join(load.part for load in loads if not load.is_globals) or "none"
-        failed = promote.failed_parts(manifest)
+        failed = manifest.failed_parts()
         why = f" (it failed in that set: {failed[part]})" if part in failed else ""
         raise NotFound(f"set {chosen.id} has no database {part}{why}; its databases: {known}")
     if not with_globals:
@@ -96,11 +76,8 @@ def database_plan(
     return [*engine_globals, wanted, *engine_globals]
 
 
-def restore_database(cfg: Any, restic: Restic, load: Any, as_name: Optional[str] = None) -> None:
+def restore_database(cfg: Any, restic: Restic, load: Dump, as_name: Optional[str] = None) -> None:
     """Load one dump into this server's engine with the loader promote uses."""
-    from shipper import databases
-    from shipper.slave import promote
-
     engines = databases.engines_from_config(cfg.databases)
     engine = next((e for e in engines if e.label == load.engine), None)
     if engine is None:
@@ -109,6 +86,96 @@ def restore_database(cfg: Any, restic: Restic, load: Any, as_name: Optional[str]
         )
     try:
         with engine.credentials():
-            promote.load_part(restic, engine, load, as_name=None if load.is_globals else as_name)
+            load_part(restic, engine, load, as_name=None if load.is_globals else as_name)
     except databases.DatabaseError as exc:
         raise ShipperError(str(exc)) from None
+
+
+def load_part(
+    restic: Restic, engine: Any, load: Dump, as_name: Optional[str] = None
+) -> Dict[str, Any]:
+    """Stream one dump from the repository into the engine's loader, checking its digest."""
+    with restic.dump(load.snapshot, "/" + load.filename) as stream:
+        checked = DigestCheckingReader(stream, load.sha256, load.part)
+        if load.is_globals:
+            engine.load_globals(checked)
+        else:
+            engine.load(checked, load.database, as_name=as_name)
+        checked.drain()
+    return {"database": as_name or load.database or "globals", "bytes": checked.size}
+
+
+class DigestCheckingReader:
+    """A stream that fails at its end when the bytes differ from the manifest's sha256.
+
+    The loader reads to the end before it swaps the new database in, so a
+    corrupted dump fails the load and leaves the old database in place.
+    """
+
+    def __init__(self, stream: IO[bytes], sha256: Optional[str], label: str):
+        self.stream = stream
+        self.expected = sha256
+        self.label = label
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.ended = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self._account(data, size)
+        if size is None or size < 0:
+            self._account(b"", -1)  # all of it was read: judge it now
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        reader = getattr(self.stream, "read1", self.stream.read)
+        data = reader(size)
+        self._account(data, size)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise OSError(
+            "the dump stream is checked on the way; it has no file descriptor to hand out"
+        )
+
+    def _account(self, data: bytes, size: int) -> None:
+        if data:
+            self.digest.update(data)
+            self.size += len(data)
+        elif size != 0 and not self.ended:
+            self.ended = True
+            self._verify()
+
+    def _verify(self) -> None:
+        if self.expected and self.digest.hexdigest() != self.expected:
+            raise databases.DatabaseError(
+                f"the dump of {self.label} read from the repository does not match its manifest "
+                f"(sha256 {self.digest.hexdigest()[:12]}..., expected {self.expected[:12]}...): "
+                "the repository may be damaged; run `shipper check`, or promote another set with --set"
+            )
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.stream.readline()
+            if not line:
+                self._account(b"", -1)
+                return
+            self._account(line, -1)
+            yield line
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self.stream.readline(size)
+        self._account(data, size)
+        return data
