@@ -437,21 +437,22 @@ def _daemon(sub: Any) -> None:
 
 
 def run_daemon(ctx: Context) -> int:
-    from shipper.master import daemon as schedule
+    from shipper.core import cron
+    from shipper.master import daemon
 
     args = ctx.args
     _ = ctx.cfg  # a broken config fails here, before the loop
-    if args.schedule and not schedule.valid_expression(args.schedule):
+    if args.schedule and not cron.valid_expression(args.schedule):
         raise ShipperError(f"--schedule {args.schedule!r} is not a cron expression")
     logging.getLogger("shipper").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    options = schedule.Options(
+    options = daemon.Options(
         config_path=config.config_path(args.config),
         check_interval=max(0.1, args.check_interval),
         schedule=args.schedule,
         stop_grace=max(0.0, args.stop_grace),
         verbose=args.verbose,
     )
-    return schedule.run(options)
+    return daemon.run(options)
 
 
 @command

@@ -30,13 +30,15 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from shipper import __version__
+from shipper.core import sets
+from shipper.core import state as state_files
 from shipper.core.config import Config
+from shipper.core.cron import describe_duration, max_age
 from shipper.core.errors import LockHeld
-from shipper.core.files import replace_file
 
 log = logging.getLogger("shipper.notify")
 
-STATE_FILE = "notify.json"
+STATE_FILE = state_files.NOTIFY
 WEBHOOK_TIMEOUT = 10
 SMTP_TIMEOUT = 30
 
@@ -379,20 +381,13 @@ def _payload(cfg: Config, event: str, outcome: Optional[Dict[str, Any]] = None) 
 
 
 def load_state(cfg: Config) -> Dict[str, Any]:
-    try:
-        state = json.loads((cfg.state / STATE_FILE).read_text())
-        if isinstance(state, dict):
-            return state
-    except (OSError, ValueError):
-        pass
-    return _seed_state(cfg)
+    saved = state_files.notify_state(cfg.state)
+    return saved if saved is not None else _seed_state(cfg)
 
 
 def _seed_state(cfg: Config) -> Dict[str, Any]:
     """With no state yet, judge recovery by the last run's record (snapshot.record_run)."""
-    from shipper.master import snapshot
-
-    record = snapshot.last_run(cfg)
+    record = state_files.last_run(cfg.state)
     if not record:
         return {}
     failed = record.get("status") != COMPLETE
@@ -407,7 +402,7 @@ def _seed_state(cfg: Config) -> Dict[str, Any]:
 def _save_and_write_metrics(cfg: Config, state: Dict[str, Any]) -> None:
     path = cfg.state / STATE_FILE
     try:
-        _write_atomic(path, json.dumps(state, indent=1), 0o600)
+        state_files.save_notify_state(cfg.state, state)
     except OSError as exc:
         log.warning("cannot save the notification state %s: %s", path, exc.strerror)
     if cfg.notify.metrics_file:
@@ -521,15 +516,13 @@ def _label(text: str) -> str:
 
 
 def _write_atomic(path: Path, text: str, mode: int) -> None:
-    replace_file(path, text, mode=mode)
+    state_files.write_text(path, text, mode=mode)
 
 
 # ---------------------------------------------------------------- helpers
 
 
 def _set_time(set_id: str) -> Optional[float]:
-    from shipper.core import sets
-
     return sets.id_time(set_id).timestamp() if sets.is_set_id(set_id) else None
 
 
@@ -553,8 +546,6 @@ def _remembered_max_age(cfg: Config, state: Dict[str, Any]) -> Optional[int]:
 
 
 def _max_age(cfg: Config) -> Optional[int]:
-    from shipper.master.daemon import max_age
-
     try:
         return max_age(cfg)
     except Exception:  # a schedule croniter cannot follow must not fail the run's report
@@ -562,6 +553,4 @@ def _max_age(cfg: Config) -> Optional[int]:
 
 
 def _duration(seconds: float) -> str:
-    from shipper.master.daemon import describe_duration
-
     return describe_duration(seconds)

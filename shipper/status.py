@@ -15,7 +15,6 @@ the check every minute.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import socket
 import time
@@ -25,17 +24,16 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from shipper import notify
-from shipper.core import sets
+from shipper.core import cron, sets
+from shipper.core import state as state_files
 from shipper.core.config import Config
 from shipper.core.restic import Restic
-from shipper.master import daemon as schedule
-from shipper.master import snapshot
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LEVEL_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 RECEIVER_UNIT = "shipper-receiver.service"
 DAEMON_UNIT = "shipper.service"
-CACHE_FILE = "status-cache.json"
+CACHE_FILE = state_files.STATUS_CACHE
 CACHE_TTL = 900
 PROBE_TIMEOUT = 3.0
 
@@ -135,7 +133,7 @@ def _cache_key(path: Path) -> Optional[List[int]]:
 
 def _read_cache(cfg: Config, location: str, key: List[int]) -> Optional[RepositoryView]:
     try:
-        data = json.loads((cfg.state / CACHE_FILE).read_text())
+        data = state_files.status_cache(cfg.state)
         if (
             data["location"] != location
             or data["key"] != key
@@ -150,10 +148,7 @@ def _read_cache(cfg: Config, location: str, key: List[int]) -> Optional[Reposito
 def _write_cache(cfg: Config, location: str, key: List[int], view: RepositoryView) -> None:
     data = {"location": location, "key": key, "at": time.time(), "view": asdict(view)}
     try:
-        cfg.state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = cfg.state / (CACHE_FILE + ".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, cfg.state / CACHE_FILE)
+        state_files.save_status_cache(cfg.state, data)
     except OSError:
         pass  # only a cache
 
@@ -236,7 +231,7 @@ def thresholds(
     cfg: Config, warning: Optional[int], critical: Optional[int]
 ) -> Tuple[int, int, int]:
     """(max_age, warning, critical) in seconds; warning defaults to two thirds of critical."""
-    age_limit = schedule.max_age(cfg)
+    age_limit = cron.max_age(cfg)
     critical = critical or age_limit
     warning = warning or int(critical * 2 / 3)
     return age_limit, min(warning, critical), critical
@@ -275,10 +270,10 @@ def gather(
 
 
 def _daemon(cfg: Config, report: Report) -> None:
-    beat = schedule.read_heartbeat(cfg)
+    beat = state_files.read_heartbeat(cfg.state)
     next_run = beat.get("next_run") if beat else None
     if beat is None and cfg.enabled:
-        next_run = schedule.next_slot(cfg.schedule, schedule.now()).isoformat()
+        next_run = cron.next_slot(cfg.schedule, cron.now()).isoformat()
     report.data["daemon"] = {
         "running": beat is not None,
         "pid": beat.get("pid") if beat else None,
@@ -304,7 +299,7 @@ def _last_run(cfg: Config, report: Report) -> None:
     state = notify.load_state(cfg)
     run = state.get("last_run")
     if not run:
-        record = snapshot.last_run(cfg)
+        record = state_files.last_run(cfg.state)
         if record:
             recorded = record.get("status")
             run = {
@@ -392,17 +387,17 @@ def _age(
         return
     age = max(0.0, current - sets.id_time(newest).timestamp())
     report.data["newest_complete"] = {"set": newest, "age": round(age), "source": source}
-    described = f"the newest complete set {newest} is {schedule.describe_duration(age)} old"
+    described = f"the newest complete set {newest} is {cron.describe_duration(age)} old"
     if age > crit_at:
         report.add(
             CRITICAL,
-            f"{described}, past max_age ({schedule.describe_duration(crit_at)}): the spare is stale",
+            f"{described}, past max_age ({cron.describe_duration(crit_at)}): the spare is stale",
         )
     elif age > warn_at:
         report.add(
             WARNING,
-            f"{described} (warning after {schedule.describe_duration(warn_at)}, "
-            f"stale after {schedule.describe_duration(crit_at)})",
+            f"{described} (warning after {cron.describe_duration(warn_at)}, "
+            f"stale after {cron.describe_duration(crit_at)})",
         )
 
 
@@ -417,8 +412,8 @@ def summary_line(report: Report) -> str:
         text = worst + (f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else "")
     elif newest:
         text = (
-            f"newest complete set {newest['set']} is {schedule.describe_duration(newest['age'])} old "
-            f"(stale after {schedule.describe_duration(report.data['critical_after'])})"
+            f"newest complete set {newest['set']} is {cron.describe_duration(newest['age'])} old "
+            f"(stale after {cron.describe_duration(report.data['critical_after'])})"
         )
     else:
         text = "no problems"
@@ -453,13 +448,13 @@ def detail_lines(report: Report) -> List[str]:
         )
     newest = data.get("newest_complete")
     limits = (
-        f"warning after {schedule.describe_duration(data['warning_after'])}, "
-        f"stale after {schedule.describe_duration(data['critical_after'])}"
+        f"warning after {cron.describe_duration(data['warning_after'])}, "
+        f"stale after {cron.describe_duration(data['critical_after'])}"
     )
     if newest:
         origin = "" if newest["source"] == "repository" else f" (from {newest['source']})"
         lines.append(
-            f"newest set:  {newest['set']}, {schedule.describe_duration(newest['age'])} old{origin} ({limits})"
+            f"newest set:  {newest['set']}, {cron.describe_duration(newest['age'])} old{origin} ({limits})"
         )
     else:
         lines.append(f"newest set:  none complete ({limits})")

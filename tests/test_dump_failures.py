@@ -29,11 +29,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import pytest
 
-from shipper.core import config, sets
+from shipper.core import config, sets, state
 from shipper.core import manifest as manifests
 from shipper.core.restic import Restic
 from shipper.databases import base
-from shipper.master import snapshot as shipper_snapshot
 from tests.faults.helpers import argv_of, descendants
 from tests.shipperenv import ShipperEnv, write_secret
 
@@ -173,7 +172,7 @@ def snapshot(env: ShipperEnv, faults: Sequence[Fault] = ()) -> Tuple[int, dict, 
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     assert "Traceback" not in stderr + stdout, stderr
-    record = shipper_snapshot.last_run(config.load(str(env.config_path)))
+    record = state.last_run(config.load(str(env.config_path)).state)
     assert record is not None
     return process.returncode, record, stderr
 

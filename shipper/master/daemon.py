@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -27,96 +26,21 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
-from croniter import croniter
 from dateutil import tz
 
-from shipper.core import config
+from shipper import notify, status
+from shipper.core import config, state
 from shipper.core.config import Config
+from shipper.core.cron import describe_duration, max_age, next_slot, now, slots_between
 from shipper.core.errors import ShipperError
 
 log = logging.getLogger("shipper.daemon")
 
-HEARTBEAT_FILE = "daemon.json"
-# How far ahead `interval` looks for the longest gap between two slots.
-_INTERVAL_HORIZON = dt.timedelta(days=8)
-_INTERVAL_MAX_SLOTS = 20000
-_MISSED_CAP = 10000
 _CHILD = "import sys; from shipper.cli import main; sys.exit(main(sys.argv[1:]))"
 EXIT_LOCK_HELD = 3
 EXIT_PARTIAL = 4
-
-
-# ---------------------------------------------------------------- cron arithmetic
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(tz.tzlocal())
-
-
-def next_slot(expression: str, after: dt.datetime) -> dt.datetime:
-    """The first slot strictly after `after`."""
-    return croniter(expression, after).get_next(dt.datetime)
-
-
-def slots_between(
-    expression: str, after: dt.datetime, until: dt.datetime
-) -> Tuple[int, Optional[dt.datetime]]:
-    """How many slots fall in (after, until], and the latest of them (counting stops at a cap)."""
-    it = croniter(expression, after)
-    count, latest = 0, None
-    while count < _MISSED_CAP:
-        slot = it.get_next(dt.datetime)
-        if slot > until:
-            return count, latest
-        count, latest = count + 1, slot
-    return count, croniter(expression, until + dt.timedelta(microseconds=1)).get_prev(dt.datetime)
-
-
-def interval(expression: str, start: Optional[dt.datetime] = None) -> float:
-    """The longest gap, in seconds, between two slots over the next eight days.
-
-    The longest rather than the usual gap, so that a schedule with quiet hours
-    or weekends does not make the spare look stale when no run was due.
-    """
-    start = start or now()
-    it = croniter(expression, start)
-    previous = it.get_next(dt.datetime)
-    longest = 0.0
-    for _ in range(_INTERVAL_MAX_SLOTS):
-        slot = it.get_next(dt.datetime)
-        longest = max(longest, (slot - previous).total_seconds())
-        if slot - start > _INTERVAL_HORIZON:
-            break
-        previous = slot
-    return longest
-
-
-def max_age(cfg: Config) -> int:
-    """Seconds after which the newest complete set is stale (notify.max_age, or 3 intervals)."""
-    if cfg.notify.max_age:
-        return cfg.notify.max_age
-    return int(3 * interval(cfg.schedule))
-
-
-def valid_expression(expression: str) -> bool:
-    """Five cron fields, or six with croniter's trailing seconds field (tests only)."""
-    return len(expression.split()) in (5, 6) and croniter.is_valid(expression)
-
-
-def describe_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
 
 
 # ---------------------------------------------------------------- the daemon
@@ -143,7 +67,7 @@ class Daemon:
         self.last_run_end: Optional[dt.datetime] = None
         self.last_run_seconds = 0.0
         self._said: Dict[str, str] = {}
-        self._heartbeat: Dict[str, Any] = {}
+        self._heartbeat: Optional[state.Heartbeat] = None
 
     # ------------------------------------------------------------ signals
 
@@ -219,9 +143,7 @@ class Daemon:
 
     def _initial_reference(self) -> dt.datetime:
         """When the last run started (so missed slots run once), or now with no record."""
-        from shipper.master import snapshot
-
-        record = snapshot.last_run(self.cfg) or {}
+        record = state.last_run(self.cfg.state) or {}
         current = now()
         try:
             started = dt.datetime.fromisoformat(str(record.get("started")))
@@ -356,8 +278,6 @@ class Daemon:
     # ------------------------------------------------------------ slave
 
     def _watch_staleness(self) -> None:
-        from shipper import notify, status
-
         self._write_heartbeat(None)
         view = status.repository_view(self.cfg)
         if view.error:
@@ -373,32 +293,26 @@ class Daemon:
     # ------------------------------------------------------------ heartbeat
 
     def _write_heartbeat(self, next_run: Optional[dt.datetime], running: bool = False) -> None:
-        beat = {
-            "pid": os.getpid(),
-            "started": self.started.isoformat(),
-            "role": self.cfg.role,
-            "enabled": self.cfg.enabled,
-            "schedule": self.expression,
-            "next_run": next_run.isoformat() if next_run else None,
-            "running": running,
-        }
+        beat = state.Heartbeat(
+            pid=os.getpid(),
+            started=self.started.isoformat(),
+            role=self.cfg.role,
+            enabled=self.cfg.enabled,
+            schedule=self.expression,
+            next_run=next_run.isoformat() if next_run else None,
+            running=running,
+        )
         if beat == self._heartbeat:
             return
         self._heartbeat = beat
-        path = self.cfg.state / HEARTBEAT_FILE
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(beat))
-            os.replace(tmp, path)
+            state.write_heartbeat(self.cfg.state, beat)
         except OSError as exc:
-            self._say_once("heartbeat", f"cannot write {path}: {exc.strerror}", logging.WARNING)
+            where = self.cfg.state / state.HEARTBEAT
+            self._say_once("heartbeat", f"cannot write {where}: {exc.strerror}", logging.WARNING)
 
     def _clear_heartbeat(self) -> None:
-        try:
-            (self.cfg.state / HEARTBEAT_FILE).unlink()
-        except OSError:
-            pass
+        state.clear_heartbeat(self.cfg.state)
 
 
 def _clock(when: dt.datetime) -> str:
@@ -412,18 +326,6 @@ def _signal_group(child: subprocess.Popen, signum: int) -> None:
         pass
 
 
-def read_heartbeat(cfg: Config) -> Optional[Dict[str, Any]]:
-    """The running daemon's heartbeat, or None when no daemon runs."""
-    try:
-        beat = json.loads((cfg.state / HEARTBEAT_FILE).read_text())
-        pid = int(beat["pid"])
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            cmdline = handle.read().split(b"\0")
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return beat if b"daemon" in cmdline else None
-
-
 def run(options: Options) -> int:
     """Run the daemon until SIGTERM or SIGINT; one daemon per state folder."""
     cfg = config.load(options.config_path)
@@ -433,7 +335,7 @@ def run(options: Options) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            beat = read_heartbeat(cfg) or {}
+            beat = state.read_heartbeat(cfg.state) or {}
             raise ShipperError(
                 f"another shipper daemon runs for {cfg.state} (pid {beat.get('pid', '?')}); "
                 f"stop it first (`systemctl stop shipper.service`)"

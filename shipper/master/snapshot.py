@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 from shipper import __version__
-from shipper.core import hooks, sets
+from shipper.core import hooks, sets, state
 from shipper.core import restic as restic_errors
 from shipper.core.config import Config
-from shipper.core.files import replace_file
 from shipper.core.lock import host_lock
 from shipper.core.manifest import FAILED, OK, UNREADABLE, Manifest, Part, encode
 from shipper.core.restic import BackupResult, Restic, ResticError
@@ -116,7 +115,7 @@ class SetRun:
         self.restic = restic
         self.announce = announce or (lambda label: None)
         self.started = dt.datetime.now(dt.timezone.utc)
-        self.set_id = sets.new_set_id(self.started, _read_last_set_id(cfg))
+        self.set_id = sets.new_set_id(self.started, state.last_set_id(cfg.state))
         self.time = sets.id_time(self.set_id)
         self.result = SetResult(self.set_id, sets.INCOMPLETE, self.started.isoformat())
         self.versions: Dict[str, str] = {"shipper": __version__}
@@ -127,7 +126,7 @@ class SetRun:
 
     def run(self) -> SetResult:
         clock = time.monotonic()
-        _write_last_set_id(self.cfg, self.set_id)
+        state.write_last_set_id(self.cfg.state, self.set_id)
         self.versions["restic"] = ".".join(map(str, self.restic.version()))
         try:
             self._settings_export()
@@ -388,27 +387,8 @@ def plan(cfg: Config) -> Dict[str, Any]:
 
 
 def record_run(cfg: Config, result: SetResult) -> None:
-    _write_private(cfg.state / "last-run.json", json.dumps(result.to_json(), indent=1))
-
-
-def last_run(cfg: Config) -> Optional[Dict[str, Any]]:
-    try:
-        return json.loads((cfg.state / "last-run.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _read_last_set_id(cfg: Config) -> Optional[str]:
-    try:
-        value = (cfg.state / "last-set-id").read_text().strip()
-    except OSError:
-        return None
-    return value if sets.is_set_id(value) else None
-
-
-def _write_last_set_id(cfg: Config, set_id: str) -> None:
-    _write_private(cfg.state / "last-set-id", set_id + "\n")
+    state.record_run(cfg.state, result.to_json())
 
 
 def _write_private(path: Path, text: str) -> None:
-    replace_file(path, text)
+    state.write_text(path, text)

@@ -10,46 +10,22 @@ refuses such a set and names the newest one that can be read instead.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import List, Optional
 
 from shipper.core import manifest as manifests
-from shipper.core import sets
+from shipper.core import sets, state
 from shipper.core.config import Config
-from shipper.core.files import replace_file
 from shipper.core.restic import Restic, ResticError
 
 # How many sets, newest first, are read to find one that can be promoted.
 SEARCH_LIMIT = 10
 
 
-@dataclass
-class Damage:
-    checked: str = ""
-    packs: List[str] = field(default_factory=list)
-    sets: List[str] = field(default_factory=list)
-
-    def why(self, chosen: sets.SnapshotSet) -> str:
-        """Why the last check says this set cannot be read ('' when it can)."""
-        if chosen.id not in self.sets:
-            return ""
-        packs = ", ".join(p[:12] for p in self.packs[:3]) + (" ..." if len(self.packs) > 3 else "")
-        return f"`shipper check` ({self.checked}) found its data in damaged pack(s) {packs}"
-
-
-def path(cfg: Config) -> Path:
-    return cfg.state / "damage.json"
+Damage = state.Damage
 
 
 def load(cfg: Config) -> Damage:
-    try:
-        data = json.loads(path(cfg).read_text())
-        return Damage(str(data["checked"]), list(data["packs"]), list(data["sets"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return Damage()
+    return state.load_damage(cfg.state)
 
 
 def record(cfg: Config, restic: Restic, broken_packs: List[str]) -> Damage:
@@ -63,17 +39,13 @@ def record(cfg: Config, restic: Restic, broken_packs: List[str]) -> Damage:
     if earlier:
         existing = set(restic.pack_ids())
         broken_packs = sorted(set(broken_packs) | {p for p in earlier if p in existing})
-    damage = Damage(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), broken_packs)
+    damage = Damage(state.now_utc_minute(), broken_packs)
     if broken_packs:
         hit = set(restic.snapshots_using_packs(broken_packs))
         found = sets.group(restic.snapshots())
         damage.sets = [s.id for s in found if any(snap.id in hit for snap in s.snapshots)]
-    _write_private(path(cfg), json.dumps(asdict(damage), indent=1))
+    state.save_damage(cfg.state, damage)
     return damage
-
-
-def _write_private(target: Path, text: str) -> None:
-    replace_file(target, text)
 
 
 def problem(restic: Restic, chosen: sets.SnapshotSet, damage: Damage) -> str:

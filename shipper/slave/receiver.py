@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import http.client
 import ipaddress
-import json
 import os
 import re
 import shutil
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
+from shipper.core import state as state_files
 from shipper.core.config import Config, check_secret_file
 from shipper.core.errors import ShipperError
 
@@ -41,7 +41,7 @@ BINARIES = ("rest-server", "restic-rest-server")
 DEFAULT_PORT = 8000
 CERT_DAYS = 3650
 RENEW_BEFORE = 30 * 86400
-STATE_FILE = "receiver.json"
+STATE_FILE = state_files.RECEIVER
 LOG_FILE = "receiver.log"
 _ENTRY = "import sys; from shipper.cli import main; sys.exit(main())"
 
@@ -379,23 +379,12 @@ def systemctl(*args: str) -> None:
         )
 
 
-def _state_path(cfg: Config) -> Path:
-    return cfg.state / STATE_FILE
-
-
 def _read_state(cfg: Config) -> Dict[str, Any]:
-    try:
-        return json.loads(_state_path(cfg).read_text())
-    except (OSError, ValueError):
-        return {}
+    return state_files.receiver_state(cfg.state)
 
 
 def _write_state(cfg: Config, data: Dict[str, Any]) -> None:
-    path = _state_path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    state_files.save_receiver_state(cfg.state, data)
 
 
 def _cmdline(pid: int) -> Optional[List[str]]:

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List
 
-from shipper.core.files import replace_file
+from shipper.core.state import write_synced
 from shipper.slave.promote.model import DONE
 from shipper.slave.promote.model import now as _now
 
@@ -67,8 +67,3 @@ class Journal:
 
     def save(self) -> None:
         write_synced(self.path, json.dumps(self.data, indent=1, default=str))
-
-
-def write_synced(path: Path, text: str) -> None:
-    """Replace a root-only file so that a crash leaves the old or the new one whole."""
-    replace_file(path, text, sync=True)

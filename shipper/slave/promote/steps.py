@@ -17,9 +17,10 @@ from shipper.core.config import Config
 from shipper.core.errors import ShipperError
 from shipper.core.manifest import Dump
 from shipper.core.restic import ResticError
+from shipper.core.state import LAST_PROMOTE, write_synced
 from shipper.setup import provision
 from shipper.slave import receiver
-from shipper.slave.promote.journal import Journal, write_synced
+from shipper.slave.promote.journal import Journal
 from shipper.slave.promote.model import (
     DONE,
     FAILED,
@@ -240,7 +241,7 @@ class Promotion(Preflight):
     def write_report(self, report: Report) -> None:
         text = json.dumps(report.to_json(), indent=1, default=str)
         write_synced(Path(report.path), text)
-        write_synced(self.cfg.state / "last-promote.json", text)
+        write_synced(self.cfg.state / LAST_PROMOTE, text)
 
 
 # ---------------------------------------------------------------- becoming master

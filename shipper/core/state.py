@@ -1,0 +1,200 @@
+"""shipper's run state: every file it keeps in the state folder, and their one writer.
+
+Each file is named here with who writes it and who reads it, so that a reader
+(status, notify, the daemon) needs no import of the writer's module. Every
+file is replaced atomically (core.files.replace_file): a reader or a crash
+sees the old file or the new one, never half of one. The JSON keys are those
+of earlier versions, so existing state keeps reading.
+
+  last-run.json       the last set's result           snapshot -> status, notify, daemon
+  last-set-id         the last set's id                snapshot -> snapshot (ids sort by time)
+  notify.json         failing/recovered, newest set    notify -> status, metrics
+  daemon.json         the daemon's heartbeat           daemon -> status
+  damage.json         packs `check` found damaged      check -> promote, check
+  receiver.json       the receiver's pid and manager   receiver -> receiver, status
+  status-cache.json   the repository view, 15 min      status -> status
+  promote/<set>.json  promote's journal (synced)       promote -> promote
+  last-promote.json   promote's last report (synced)   promote -> operator
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from shipper.core import sets
+from shipper.core.files import replace_file
+
+LAST_RUN = "last-run.json"
+LAST_SET_ID = "last-set-id"
+NOTIFY = "notify.json"
+HEARTBEAT = "daemon.json"
+DAMAGE = "damage.json"
+RECEIVER = "receiver.json"
+STATUS_CACHE = "status-cache.json"
+PROMOTE_DIR = "promote"
+LAST_PROMOTE = "last-promote.json"
+
+
+# ---------------------------------------------------------------- the one writer and reader
+
+
+def write_text(path: Path, text: str, mode: int = 0o600, sync: bool = False) -> None:
+    """Replace a state file atomically; `sync` for records that must survive a power cut."""
+    replace_file(path, text, mode=mode, sync=sync)
+
+
+def write_json(path: Path, data: Any, indent: Optional[int] = 1, sync: bool = False) -> None:
+    write_text(path, json.dumps(data, indent=indent, default=str), sync=sync)
+
+
+def read_json(path: Path) -> Optional[Any]:
+    """The file's JSON, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- last run (master)
+
+
+def record_run(folder: Path, result: Dict[str, Any]) -> None:
+    write_json(folder / LAST_RUN, result)
+
+
+def last_run(folder: Path) -> Optional[Dict[str, Any]]:
+    data = read_json(folder / LAST_RUN)
+    return data if isinstance(data, dict) else None
+
+
+def last_set_id(folder: Path) -> Optional[str]:
+    try:
+        value = (folder / LAST_SET_ID).read_text().strip()
+    except OSError:
+        return None
+    return value if sets.is_set_id(value) else None
+
+
+def write_last_set_id(folder: Path, set_id: str) -> None:
+    write_text(folder / LAST_SET_ID, set_id + "\n")
+
+
+# ---------------------------------------------------------------- notification state
+
+
+def notify_state(folder: Path) -> Optional[Dict[str, Any]]:
+    data = read_json(folder / NOTIFY)
+    return data if isinstance(data, dict) else None
+
+
+def save_notify_state(folder: Path, data: Dict[str, Any]) -> None:
+    write_json(folder / NOTIFY, data)
+
+
+# ---------------------------------------------------------------- daemon heartbeat
+
+
+@dataclass
+class Heartbeat:
+    pid: int
+    started: str
+    role: str
+    enabled: bool
+    schedule: str
+    next_run: Optional[str]
+    running: bool = False
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def write_heartbeat(folder: Path, beat: Heartbeat) -> None:
+    write_json(folder / HEARTBEAT, beat.to_json(), indent=None)
+
+
+def clear_heartbeat(folder: Path) -> None:
+    try:
+        (folder / HEARTBEAT).unlink()
+    except OSError:
+        pass
+
+
+def read_heartbeat(folder: Path) -> Optional[Dict[str, Any]]:
+    """The running daemon's heartbeat, or None when no daemon runs."""
+    try:
+        beat = json.loads((folder / HEARTBEAT).read_text())
+        pid = int(beat["pid"])
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read().split(b"\0")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return beat if b"daemon" in cmdline else None
+
+
+# ---------------------------------------------------------------- damage found by check
+
+
+@dataclass
+class Damage:
+    checked: str = ""
+    packs: List[str] = field(default_factory=list)
+    sets: List[str] = field(default_factory=list)
+
+    def why(self, chosen: sets.SnapshotSet) -> str:
+        """Why the last check says this set cannot be read ('' when it can)."""
+        if chosen.id not in self.sets:
+            return ""
+        packs = ", ".join(p[:12] for p in self.packs[:3]) + (" ..." if len(self.packs) > 3 else "")
+        return f"`shipper check` ({self.checked}) found its data in damaged pack(s) {packs}"
+
+
+def load_damage(folder: Path) -> Damage:
+    data = read_json(folder / DAMAGE)
+    try:
+        return Damage(str(data["checked"]), list(data["packs"]), list(data["sets"]))
+    except (KeyError, TypeError):
+        return Damage()
+
+
+def save_damage(folder: Path, damage: Damage) -> None:
+    write_json(folder / DAMAGE, asdict(damage))
+
+
+def now_utc_minute() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# ---------------------------------------------------------------- receiver
+
+
+def receiver_state(folder: Path) -> Dict[str, Any]:
+    data = read_json(folder / RECEIVER)
+    return data if isinstance(data, dict) else {}
+
+
+def save_receiver_state(folder: Path, data: Dict[str, Any]) -> None:
+    write_json(folder / RECEIVER, data)
+
+
+# ---------------------------------------------------------------- status cache
+
+
+def status_cache(folder: Path) -> Optional[Dict[str, Any]]:
+    data = read_json(folder / STATUS_CACHE)
+    return data if isinstance(data, dict) else None
+
+
+def save_status_cache(folder: Path, data: Dict[str, Any]) -> None:
+    write_json(folder / STATUS_CACHE, data, indent=None)
+
+
+# ---------------------------------------------------------------- promote
+
+
+def write_synced(path: Path, text: str) -> None:
+    """Replace a root-only file so that a crash leaves the old or the new one whole."""
+    write_text(path, text, sync=True)
