@@ -18,13 +18,16 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound
 
+from shipper.core import destinations
+from shipper.core.config import secret_problems
+from shipper.core.destinations.base import Repository
+from shipper.core.errors import ShipperError
 from shipper.core.process import die_with_parent
 
 MINIMUM_VERSION = (0, 17, 0)
@@ -146,34 +149,6 @@ def parse_time(text: str) -> dt.datetime:
 # ---------------------------------------------------------------- the repository
 
 
-@dataclass(frozen=True)
-class Repository:
-    """Where a repository is and how to open it."""
-
-    url: str
-    password_file: str
-    cacert: Optional[str] = None
-    rest_user: Optional[str] = None
-    rest_password_file: Optional[str] = None
-    lock_wait: int = 120
-    network_timeout: int = 180
-
-    def location(self) -> str:
-        """The URL with the transport credential in it: a secret."""
-        if not (self.rest_user and self.url.startswith("rest:")):
-            return self.url
-        from shipper.core.config import read_secret
-
-        scheme, _, rest = self.url[len("rest:") :].partition("://")
-        user = urllib.parse.quote(self.rest_user, safe="")
-        password = urllib.parse.quote(read_secret(self.rest_password_file or ""), safe="")
-        return f"rest:{scheme}://{user}:{password}@{rest}"
-
-    @property
-    def display(self) -> str:
-        return self.url
-
-
 class _RunningRestic:
     """One restic process: reads its JSON lines, keeps stderr, maps the exit."""
 
@@ -291,23 +266,10 @@ class Restic:
 
         Refuses secret files that others can read.
         """
-        from shipper.core.config import secret_problems
-        from shipper.core.errors import ShipperError
-
         problems = secret_problems(cfg)
         if problems:
             raise ShipperError("\n".join(problems))
-        repo = cfg.repository
-        local = bool(repo.local_path and cfg.role == "slave" and not remote)
-        repository = Repository(
-            url=repo.local_path if local else repo.url,
-            password_file=repo.password_file,
-            cacert=None if local else repo.cacert,
-            rest_user=None if local else repo.rest_user,
-            rest_password_file=repo.rest_password_file,
-            lock_wait=repo.lock_wait,
-            network_timeout=repo.network_timeout,
-        )
+        repository = destinations.for_config(cfg, remote).repository()
         return cls(repository, progress=progress, cache_dir=str(cfg.state / "cache"))
 
     # ------------------------------------------------------------ plumbing

@@ -30,11 +30,12 @@ from typing import Any, Dict, Optional
 
 from dateutil import tz
 
-from shipper import notify, status
+from shipper import notify
 from shipper.core import config, state
 from shipper.core.config import Config
 from shipper.core.cron import describe_duration, max_age, next_slot, now, slots_between
 from shipper.core.errors import ShipperError
+from shipper.notify import status
 
 log = logging.getLogger("shipper.daemon")
 

@@ -46,10 +46,6 @@ def restore_files(
     )
 
 
-def listing(sets_found: List[sets.SnapshotSet]) -> List[Dict[str, Any]]:
-    return [s.to_json() for s in sets_found]
-
-
 def database_plan(
     restic: Restic, chosen: sets.SnapshotSet, part: str, with_globals: bool = False
 ) -> List[Dump]:

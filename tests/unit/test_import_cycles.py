@@ -38,7 +38,10 @@ def imported(name: str, path: Path, known: Dict[str, Path]) -> Set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            # `from package import module` imports the module; `from module import name`
+            # the module. (A package's __init__ runs first either way; it is not counted.)
+            modules_named = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known]
+            targets = modules_named or [base]
         else:
             continue
         for target in targets:

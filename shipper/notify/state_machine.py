@@ -14,39 +14,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
-import smtplib
-import socket
-import subprocess
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional
 
-from shipper import __version__
 from shipper.core import sets
 from shipper.core import state as state_files
 from shipper.core.config import Config
 from shipper.core.cron import describe_duration, max_age
 from shipper.core.errors import LockHeld
+from shipper.notify.channels import send
+from shipper.notify.event import COMPLETE, FAILED, INTERRUPTED, PARTIAL, Event
 
 log = logging.getLogger("shipper.notify")
 
 STATE_FILE = state_files.NOTIFY
-WEBHOOK_TIMEOUT = 10
-SMTP_TIMEOUT = 30
-
-COMPLETE = "complete"
-PARTIAL = "partial"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
-STATUSES = (COMPLETE, PARTIAL, FAILED, INTERRUPTED)
 
 
 # ---------------------------------------------------------------- one run
@@ -64,7 +47,7 @@ class RunReport:
 def lifecycle(cfg: Config) -> Iterator[RunReport]:
     """Around one snapshot run; set `report.result` to the SetResult before leaving."""
     report = RunReport(started=time.time())
-    call_webhook(cfg.notify.webhook_start, _payload(cfg, "start"))
+    send(cfg, Event("start"))
     try:
         yield report
     except LockHeld:
@@ -100,11 +83,7 @@ def finish(cfg: Config, outcome: Dict[str, Any]) -> None:
     state = load_state(cfg)
     previous_failing = bool(state.get("failing"))
     ok = outcome["status"] == COMPLETE
-    event = "success" if ok else "failure"
-    call_webhook(
-        cfg.notify.webhook_success if ok else cfg.notify.webhook_failure,
-        _payload(cfg, event, outcome),
-    )
+    send(cfg, Event("success" if ok else "failure", outcome=outcome))
     if outcome["status"] == INTERRUPTED:
         state["last_run"] = outcome
         _save_and_write_metrics(cfg, state)
@@ -158,7 +137,7 @@ def _email_failure(cfg: Config, state: Dict[str, Any], outcome: Dict[str, Any]) 
         "run `shipper snapshot` (or wait for the next slot) and check `shipper status`.",
         "You will get an email when a run succeeds again.",
     ]
-    send_email(cfg, subject, "\n".join(lines))
+    send(cfg, Event("failing", subject=subject, body="\n".join(lines)))
 
 
 def _failing_lines(cfg: Config, state: Dict[str, Any]) -> List[str]:
@@ -191,7 +170,7 @@ def _email_recovery(cfg: Config, state: Dict[str, Any], outcome: Dict[str, Any])
         + (f" since {_when(since)}" if since else "")
         + f"; the last error was: {state.get('last_error') or '(none given)'}",
     ]
-    send_email(cfg, "snapshots work again", "\n".join(lines))
+    send(cfg, Event("recovery", subject="snapshots work again", body="\n".join(lines)))
 
 
 # ---------------------------------------------------------------- staleness
@@ -229,12 +208,11 @@ def watch_staleness(
             _email_stale(cfg, age, max_age)
             state["stale_emailed"] = time.time()
     elif was_stale:
-        send_email(
-            cfg,
-            "the spare is up to date again",
+        body = (
             f"The newest complete set on {cfg.hostname} is {_duration(age or 0)} old again "
-            f"(max_age {_duration(max_age)}): the spare is up to date.",
+            f"(max_age {_duration(max_age)}): the spare is up to date."
         )
+        send(cfg, Event("fresh", subject="the spare is up to date again", body=body))
         state.update(stale_since=None, stale_emailed=None)
     state["stale"] = stale
     _save_and_write_metrics(cfg, state)
@@ -258,7 +236,7 @@ def _email_stale(cfg: Config, age: Optional[float], max_age: int) -> None:
     subject = "the spare is stale: " + (
         "no complete set" if age is None else f"newest set {_duration(age)} old"
     )
-    send_email(cfg, subject, "\n".join(lines))
+    send(cfg, Event("stale", subject=subject, body="\n".join(lines)))
 
 
 def record_check(cfg: Config, ok: bool, at: float) -> None:
@@ -266,115 +244,6 @@ def record_check(cfg: Config, ok: bool, at: float) -> None:
     state = load_state(cfg)
     state["last_check"] = {"at": at, "ok": ok}
     _save_and_write_metrics(cfg, state)
-
-
-# ---------------------------------------------------------------- email
-
-
-def send_email(cfg: Config, subject: str, body: str) -> bool:
-    """Send one email by SMTP (notify.smtp_host) or the local sendmail; False when it failed."""
-    settings = cfg.notify
-    if not settings.email_to:
-        return False
-    message = EmailMessage()
-    message["From"] = settings.email_from or f"shipper@{socket.getfqdn()}"
-    message["To"] = ", ".join(settings.email_to)
-    message["Subject"] = f"[shipper] {cfg.hostname}: {subject}"
-    message["Date"] = formatdate(localtime=True)
-    message["Message-ID"] = make_msgid(domain=socket.getfqdn())
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(body + f"\n\n-- \nshipper {__version__} on {socket.gethostname()}\n")
-    try:
-        if settings.smtp_host:
-            host, port = _host_port(settings.smtp_host, 25)
-            with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT) as smtp:
-                smtp.send_message(message)
-        else:
-            subprocess.run(
-                [settings.sendmail, "-t", "-oi"],
-                input=message.as_bytes(),
-                capture_output=True,
-                timeout=60,
-                check=True,
-            )
-    except subprocess.CalledProcessError as exc:
-        detail = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [
-            f"exit {exc.returncode}"
-        ]
-        log.warning(
-            "could not send the email %r: %s failed: %s", subject, settings.sendmail, detail[0]
-        )
-        return False
-    except (OSError, smtplib.SMTPException, subprocess.SubprocessError, ValueError) as exc:
-        via = settings.smtp_host or settings.sendmail
-        log.warning("could not send the email %r via %s: %s", subject, via, exc)
-        return False
-    log.info("emailed %s: %s", message["To"], subject)
-    return True
-
-
-def _host_port(text: str, default: int) -> Tuple[str, int]:
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default
-    host, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and ":" not in host:
-        return host, int(port)
-    return text, default
-
-
-# ---------------------------------------------------------------- webhooks
-
-
-def call_webhook(url: Optional[str], payload: Dict[str, Any]) -> bool:
-    """POST the event as JSON (healthchecks.io style URLs work as they are); never raises."""
-    if not url:
-        return False
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": f"shipper/{__version__}"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:
-            response.read(4096)
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        log.warning(
-            "the %s webhook at %s failed: %s", payload.get("event"), _safe_url(url), _reason(exc)
-        )
-        return False
-    return True
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code}"
-    return str(getattr(exc, "reason", exc))
-
-
-def _safe_url(url: str) -> str:
-    """Scheme and host only: webhook paths and queries often hold tokens."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}" + (f":{parts.port}" if parts.port else "")
-
-
-def _payload(cfg: Config, event: str, outcome: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    data: Dict[str, Any] = {
-        "event": event,
-        "host": cfg.hostname,
-        "role": cfg.role,
-        "time": time.time(),
-    }
-    if outcome:
-        data.update(
-            status=outcome["status"],
-            set=outcome["set"],
-            error=outcome["error"],
-            duration=round(outcome["duration"], 3),
-            bytes_added=outcome["bytes_added"],
-        )
-    return data
 
 
 # ---------------------------------------------------------------- state and metrics
@@ -405,118 +274,7 @@ def _save_and_write_metrics(cfg: Config, state: Dict[str, Any]) -> None:
         state_files.save_notify_state(cfg.state, state)
     except OSError as exc:
         log.warning("cannot save the notification state %s: %s", path, exc.strerror)
-    if cfg.notify.metrics_file:
-        try:
-            _write_atomic(Path(cfg.notify.metrics_file), metrics_text(cfg, state), 0o644)
-        except OSError as exc:
-            log.warning(
-                "cannot write the metrics file %s: %s", cfg.notify.metrics_file, exc.strerror
-            )
-
-
-def metrics_text(cfg: Config, state: Dict[str, Any], at: Optional[float] = None) -> str:
-    """The Prometheus textfile: only what this host knows (a slave makes no runs)."""
-    at = time.time() if at is None else at
-    out: List[str] = []
-
-    def gauge(name: str, help_text: str, value: Any, labels: str = "") -> None:
-        if value is None:
-            return
-        out.extend(
-            [
-                f"# HELP {name} {help_text}",
-                f"# TYPE {name} gauge",
-                f"{name}{labels} {_number(value)}",
-            ]
-        )
-
-    host = _label(cfg.hostname)
-    gauge("shipper_info", "This host's role; always 1.", 1, f'{{role="{cfg.role}",host="{host}"}}')
-    run = state.get("last_run")
-    if run:
-        gauge(
-            "shipper_last_run_timestamp_seconds",
-            "When the last run ended (Unix time).",
-            run["ended"],
-        )
-        gauge(
-            "shipper_last_run_success",
-            "1 if the last run committed a complete set.",
-            int(run["status"] == COMPLETE),
-        )
-        gauge("shipper_last_run_duration_seconds", "How long the last run took.", run["duration"])
-        gauge(
-            "shipper_last_run_bytes_added",
-            "Bytes the last run added to the repository.",
-            run["bytes_added"],
-        )
-        out.extend(
-            [
-                "# HELP shipper_last_run_status The last run's outcome (1 for the one it had).",
-                "# TYPE shipper_last_run_status gauge",
-            ]
-        )
-        out.extend(
-            f'shipper_last_run_status{{status="{s}"}} {int(run["status"] == s)}' for s in STATUSES
-        )
-        gauge(
-            "shipper_consecutive_failures",
-            "Runs that failed in a row.",
-            int(state.get("failures") or 0),
-        )
-    gauge(
-        "shipper_last_success_timestamp_seconds",
-        "When the last complete set was made (Unix time).",
-        state.get("last_success"),
-    )
-    newest = state.get("newest_set_time")
-    if newest is None and state.get("newest_complete"):
-        newest = _set_time(state["newest_complete"])
-    gauge(
-        "shipper_newest_set_timestamp_seconds",
-        "Time of the newest complete set (Unix time).",
-        newest,
-    )
-    if newest is not None:
-        gauge(
-            "shipper_newest_set_age_seconds",
-            "Age of the newest complete set when this file was written.",
-            max(0.0, at - newest),
-        )
-    check = state.get("last_check")
-    if check:
-        gauge(
-            "shipper_last_check_timestamp_seconds",
-            "When `shipper check` last ran (Unix time).",
-            check["at"],
-        )
-        gauge(
-            "shipper_last_check_success",
-            "1 if the last `shipper check` found no problem.",
-            int(check["ok"]),
-        )
-    max_age = state.get("max_age")
-    if max_age:
-        gauge(
-            "shipper_max_age_seconds", "Age after which the newest complete set is stale.", max_age
-        )
-        stale = newest is None or at - newest > max_age
-        gauge("shipper_stale", "1 if the newest complete set is older than max_age.", int(stale))
-    return "\n".join(out) + "\n"
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(round(value, 3))
-    return str(value)
-
-
-def _label(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
-
-
-def _write_atomic(path: Path, text: str, mode: int) -> None:
-    state_files.write_text(path, text, mode=mode)
+    send(cfg, Event("state", state=state))
 
 
 # ---------------------------------------------------------------- helpers

@@ -16,26 +16,23 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import time
-import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from shipper import notify
-from shipper.core import cron, sets
+from shipper.core import cron, destinations, sets
 from shipper.core import state as state_files
 from shipper.core.config import Config
+from shipper.core.destinations.rest import RECEIVER_UNIT, port_answers
 from shipper.core.restic import Restic
+from shipper.notify import state_machine as notify
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LEVEL_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
-RECEIVER_UNIT = "shipper-receiver.service"
 DAEMON_UNIT = "shipper.service"
 CACHE_FILE = state_files.STATUS_CACHE
 CACHE_TTL = 900
-PROBE_TIMEOUT = 3.0
 
 ResticFactory = Callable[[], Restic]
 
@@ -66,12 +63,7 @@ class RepositoryView:
 
 def local_repository(cfg: Config) -> Optional[Path]:
     """The repository as a folder on this machine, if it is one."""
-    if cfg.role == "slave" and cfg.repository.local_path:
-        return Path(cfg.repository.local_path)
-    url = cfg.repository.url
-    if url.startswith("local:"):
-        url = url[len("local:") :]
-    return Path(url) if url.startswith("/") else None
+    return destinations.for_config(cfg).local_folder()
 
 
 def repository_view(cfg: Config, restic_factory: Optional[ResticFactory] = None) -> RepositoryView:
@@ -167,42 +159,9 @@ def listen_address(listen: str) -> Tuple[str, int]:
     return host, int(port)
 
 
-def repository_endpoint(url: str) -> Optional[Tuple[str, int]]:
-    """Host and port of a rest: repository URL; None for other kinds."""
-    if not url.startswith("rest:"):
-        return None
-    parts = urllib.parse.urlsplit(url[len("rest:") :])
-    if not parts.hostname:
-        return None
-    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def port_answers(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> Optional[str]:
-    """None when something accepts a TCP connection there, else why not."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except OSError as exc:
-        return exc.strerror or str(exc)
-
-
 def receiver_unreachable(cfg: Config) -> Optional[str]:
-    """Why the master cannot reach the receiver, in a sentence; None when it answers.
-
-    restic retries an unreachable repository for 15 minutes before it gives
-    up; this probe takes seconds, so a run can fail fast with a clear message.
-    """
-    endpoint = repository_endpoint(cfg.repository.url)
-    if endpoint is None:
-        return None
-    why = port_answers(*endpoint)
-    if why is None:
-        return None
-    host, port = endpoint
-    return (
-        f"cannot reach the receiver at {host}:{port} ({why}): the slave is down, unreachable, or its "
-        f"receiver is stopped; on the slave run `systemctl start {RECEIVER_UNIT}` and `shipper status`"
-    )
+    """Why the master cannot reach its destination, in a sentence; None when it answers."""
+    return destinations.for_config(cfg, remote=True).probe()
 
 
 # ---------------------------------------------------------------- the check

@@ -1,0 +1,73 @@
+"""`shipper snapshot`: take one set now, inside the notification lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from shipper import notify
+from shipper.commands.context import EXIT_PARTIAL, Context
+from shipper.core import sets
+from shipper.core.errors import ShipperError
+from shipper.core.progress import Progress, human_bytes
+from shipper.master import snapshot
+from shipper.notify import status
+
+
+def register(p: Any, name: str) -> None:
+    p.add_argument(
+        "--dry-run", action="store_true", help="show what would be backed up; write nothing"
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=run)
+
+
+def run(ctx: Context) -> int:
+    cfg = ctx.cfg
+    if ctx.args.dry_run:
+        planned = snapshot.plan(cfg)
+        ctx.out.result(planned, plan_lines(planned))
+        return 0
+    progress = Progress()
+    # Manual and scheduled runs alike: webhooks, emails and metrics come from here.
+    with notify.lifecycle(cfg) as taken:
+        unreachable = status.receiver_unreachable(cfg)
+        if unreachable:
+            raise ShipperError(unreachable)
+        taken.result = snapshot.take(cfg, ctx.restic(progress), announce=progress.start)
+    result = taken.result
+    progress.finish()
+    ctx.out.result(result.to_json(), [summary_line(result)])
+    for problem in problems(result):
+        ctx.out.problem(problem)
+    return 0 if result.status == sets.COMPLETE else EXIT_PARTIAL
+
+
+def plan_lines(planned: dict) -> List[str]:
+    lines = [f"would take a set into {planned['repository']}:"]
+    lines.append("  files: " + " ".join(planned["paths"]))
+    if planned["exclude"]:
+        lines.append("  excluding: " + " ".join(planned["exclude"]))
+    lines += [f"  database: {item}" for item in planned["databases"]]
+    lines += [f"  pre-snapshot hook: {hook}" for hook in planned["hooks"]]
+    return lines
+
+
+def summary_line(result: snapshot.SetResult) -> str:
+    return (
+        f"set {result.set_id}: {result.status}, {len(result.parts)} parts, "
+        f"files new {result.files_new}, changed {result.files_changed}, "
+        f"added {human_bytes(result.bytes_added)}, {result.duration:.1f}s"
+    )
+
+
+def problems(result: snapshot.SetResult) -> List[str]:
+    out = [f"shipper: part {part.name} {part.outcome}: {part.error}" for part in result.failures]
+    if result.unreadable:
+        out.append("shipper: unreadable files (not in the set):")
+        out += [f"  {item}" for item in result.unreadable[:20]]
+    if result.status != sets.COMPLETE:
+        out.append(
+            f"shipper: set {result.set_id} is partial: fix what failed above, and the next set "
+            "takes those parts again; promote keeps using the newest complete set"
+        )
+    return out

@@ -1,0 +1,68 @@
+"""What a destination is: where sets go, and how restic opens it."""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional
+
+from shipper.core.config import read_secret
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where a repository is and how restic opens it: the arguments every restic call gets."""
+
+    url: str
+    password_file: str
+    cacert: Optional[str] = None
+    rest_user: Optional[str] = None
+    rest_password_file: Optional[str] = None
+    lock_wait: int = 120
+    network_timeout: int = 180
+
+    def location(self) -> str:
+        """The URL with the transport credential in it: a secret."""
+        if not (self.rest_user and self.url.startswith("rest:")):
+            return self.url
+        scheme, _, rest = self.url[len("rest:") :].partition("://")
+        user = urllib.parse.quote(self.rest_user, safe="")
+        password = urllib.parse.quote(read_secret(self.rest_password_file or ""), safe="")
+        return f"rest:{scheme}://{user}:{password}@{rest}"
+
+    @property
+    def display(self) -> str:
+        return self.url
+
+
+class Destination:
+    """One place sets go. A kind implements the four questions below.
+
+    cfg is the loaded config (core.config.Config); url the repository URL or path.
+    """
+
+    kind = ""
+
+    def __init__(self, cfg: Any, url: str):
+        self.cfg = cfg
+        self.url = url
+
+    def repository(self) -> Repository:
+        """The restic repository arguments (URL, password and transport credentials)."""
+        raise NotImplementedError
+
+    def probe(self) -> Optional[str]:
+        """Why the destination cannot be reached now, in a sentence; None when it can."""
+        return None
+
+    def describe(self) -> str:
+        return self.url
+
+    def setup_hints(self) -> List[str]:
+        """What an operator does when probe() fails."""
+        return []
+
+    def local_folder(self) -> Optional[Path]:
+        """The repository as a folder on this machine, if it is one."""
+        return None

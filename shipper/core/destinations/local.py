@@ -1,0 +1,32 @@
+"""A repository in a folder on this machine: the slave reading its own copy, or a local path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from shipper.core.destinations.base import Destination, Repository
+
+
+class LocalPath(Destination):
+    kind = "local"
+
+    def __init__(self, cfg: Any, url: str, own_copy: bool = False):
+        super().__init__(cfg, url)
+        self.own_copy = own_copy  # the slave's local_path: no transport settings apply
+
+    def repository(self) -> Repository:
+        repo = self.cfg.repository
+        return Repository(
+            url=self.url,
+            password_file=repo.password_file,
+            cacert=None if self.own_copy else repo.cacert,
+            rest_user=None if self.own_copy else repo.rest_user,
+            rest_password_file=repo.rest_password_file,
+            lock_wait=repo.lock_wait,
+            network_timeout=repo.network_timeout,
+        )
+
+    def local_folder(self) -> Optional[Path]:
+        url = self.url[len("local:") :] if self.url.startswith("local:") else self.url
+        return Path(url) if url.startswith("/") else None

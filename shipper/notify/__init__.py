@@ -1,0 +1,34 @@
+"""Telling the operator: the notification state machine, its channels, and `status`.
+
+state_machine.py is the state machine (a run's start and end, failing and
+recovered, stale and fresh, the last check); it tells channels.py, which hands
+each Event to every channel module (email, webhook, metrics). status.py builds
+`shipper status` from the same state. The names below are the package's API.
+"""
+
+from shipper.notify.email import send_email
+from shipper.notify.event import COMPLETE, FAILED, INTERRUPTED, PARTIAL, STATUSES, Event
+from shipper.notify.metrics import metrics_text
+from shipper.notify.state_machine import (
+    finish,
+    lifecycle,
+    load_state,
+    record_check,
+    watch_staleness,
+)
+
+__all__ = [
+    "COMPLETE",
+    "FAILED",
+    "INTERRUPTED",
+    "PARTIAL",
+    "STATUSES",
+    "Event",
+    "finish",
+    "lifecycle",
+    "load_state",
+    "metrics_text",
+    "record_check",
+    "send_email",
+    "watch_staleness",
+]

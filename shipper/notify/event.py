@@ -1,0 +1,24 @@
+"""What the notification state machine tells the channels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+COMPLETE = "complete"
+PARTIAL = "partial"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+STATUSES = (COMPLETE, PARTIAL, FAILED, INTERRUPTED)
+
+
+@dataclass
+class Event:
+    """One thing to tell: a run's start or end (outcome), an email (subject and body),
+    or a new notification state (for the metrics file). A channel takes what it can use."""
+
+    name: str  # start, success, failure, failing, recovery, stale, fresh, check, state
+    outcome: Optional[Dict[str, Any]] = None
+    subject: str = ""
+    body: Optional[str] = None
+    state: Optional[Dict[str, Any]] = None

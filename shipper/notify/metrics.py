@@ -1,0 +1,138 @@
+"""The metrics channel: a Prometheus textfile (notify.metrics_file), rewritten with the state."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from shipper.core import sets
+from shipper.core import state as state_files
+from shipper.core.config import Config
+from shipper.notify.event import COMPLETE, STATUSES, Event
+
+log = logging.getLogger("shipper.notify")
+
+
+def enabled(cfg: Config) -> bool:
+    return bool(cfg.notify.metrics_file)
+
+
+def send(cfg: Config, event: Event) -> bool:
+    """Every change of the notification state rewrites the file."""
+    if event.state is None or not cfg.notify.metrics_file:
+        return False
+    try:
+        state_files.write_text(
+            Path(cfg.notify.metrics_file), metrics_text(cfg, event.state), mode=0o644
+        )
+    except OSError as exc:
+        log.warning("cannot write the metrics file %s: %s", cfg.notify.metrics_file, exc.strerror)
+        return False
+    return True
+
+
+def metrics_text(cfg: Config, state: Dict[str, Any], at: Optional[float] = None) -> str:
+    """The Prometheus textfile: only what this host knows (a slave makes no runs)."""
+    at = time.time() if at is None else at
+    out: List[str] = []
+
+    def gauge(name: str, help_text: str, value: Any, labels: str = "") -> None:
+        if value is None:
+            return
+        out.extend(
+            [
+                f"# HELP {name} {help_text}",
+                f"# TYPE {name} gauge",
+                f"{name}{labels} {_number(value)}",
+            ]
+        )
+
+    host = _label(cfg.hostname)
+    gauge("shipper_info", "This host's role; always 1.", 1, f'{{role="{cfg.role}",host="{host}"}}')
+    run = state.get("last_run")
+    if run:
+        gauge(
+            "shipper_last_run_timestamp_seconds",
+            "When the last run ended (Unix time).",
+            run["ended"],
+        )
+        gauge(
+            "shipper_last_run_success",
+            "1 if the last run committed a complete set.",
+            int(run["status"] == COMPLETE),
+        )
+        gauge("shipper_last_run_duration_seconds", "How long the last run took.", run["duration"])
+        gauge(
+            "shipper_last_run_bytes_added",
+            "Bytes the last run added to the repository.",
+            run["bytes_added"],
+        )
+        out.extend(
+            [
+                "# HELP shipper_last_run_status The last run's outcome (1 for the one it had).",
+                "# TYPE shipper_last_run_status gauge",
+            ]
+        )
+        out.extend(
+            f'shipper_last_run_status{{status="{s}"}} {int(run["status"] == s)}' for s in STATUSES
+        )
+        gauge(
+            "shipper_consecutive_failures",
+            "Runs that failed in a row.",
+            int(state.get("failures") or 0),
+        )
+    gauge(
+        "shipper_last_success_timestamp_seconds",
+        "When the last complete set was made (Unix time).",
+        state.get("last_success"),
+    )
+    newest = state.get("newest_set_time")
+    if newest is None and state.get("newest_complete"):
+        newest = _set_time(state["newest_complete"])
+    gauge(
+        "shipper_newest_set_timestamp_seconds",
+        "Time of the newest complete set (Unix time).",
+        newest,
+    )
+    if newest is not None:
+        gauge(
+            "shipper_newest_set_age_seconds",
+            "Age of the newest complete set when this file was written.",
+            max(0.0, at - newest),
+        )
+    check = state.get("last_check")
+    if check:
+        gauge(
+            "shipper_last_check_timestamp_seconds",
+            "When `shipper check` last ran (Unix time).",
+            check["at"],
+        )
+        gauge(
+            "shipper_last_check_success",
+            "1 if the last `shipper check` found no problem.",
+            int(check["ok"]),
+        )
+    max_age = state.get("max_age")
+    if max_age:
+        gauge(
+            "shipper_max_age_seconds", "Age after which the newest complete set is stale.", max_age
+        )
+        stale = newest is None or at - newest > max_age
+        gauge("shipper_stale", "1 if the newest complete set is older than max_age.", int(stale))
+    return "\n".join(out) + "\n"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(round(value, 3))
+    return str(value)
+
+
+def _label(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def _set_time(set_id: str) -> Optional[float]:
+    return sets.id_time(set_id).timestamp() if sets.is_set_id(set_id) else None
