@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 from typing import IO, Dict, List, Mapping, Sequence, Tuple
 
+from shipper.core import process as children
 from shipper.core.errors import ShipperError
-from shipper.core.process import die_with_parent
 
 log = logging.getLogger("shipper.hooks")
 
@@ -101,14 +101,13 @@ def run_one(hook: Path, phase: str, env: Mapping[str, str], timeout: int) -> Non
         **env,
     }
     log.info("%s hook %s: starting", phase, hook.name)
-    process = subprocess.Popen(
+    process = children.spawn(
         [str(hook)],
         env=clean_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdin=children.DEVNULL,
+        stdout=children.PIPE,
+        stderr=children.STDOUT,
         start_new_session=True,
-        preexec_fn=die_with_parent,
     )
     assert process.stdout is not None
     reader, chunks = _read_in_background(process.stdout)

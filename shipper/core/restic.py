@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -21,14 +22,10 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from plumbum import local
-from plumbum.commands.processes import CommandNotFound
-
-from shipper.core import destinations
+from shipper.core import destinations, process
 from shipper.core.config import secret_problems
 from shipper.core.destinations.base import Repository
 from shipper.core.errors import ShipperError
-from shipper.core.process import die_with_parent
 
 MINIMUM_VERSION = (0, 17, 0)
 
@@ -274,13 +271,13 @@ class Restic:
 
     # ------------------------------------------------------------ plumbing
 
-    def _command(self):
-        try:
-            return local[self.binary]
-        except CommandNotFound:
+    def _executable(self) -> str:
+        found = shutil.which(self.binary)
+        if found is None:
             raise ResticNotFound(
                 f"restic not found ({self.binary}); install restic {_dotted(MINIMUM_VERSION)} or newer"
-            ) from None
+            )
+        return found
 
     def _env(self) -> Dict[str, str]:
         # A stray RESTIC_PASSWORD or RESTIC_REPOSITORY must not override the config.
@@ -324,15 +321,13 @@ class Restic:
         argv += ["--stuck-request-timeout", f"{self.repository.network_timeout}s"]
         argv += list(args)
         try:
-            popen = self._command().popen(
-                argv,
+            popen = process.spawn(
+                [self._executable(), *argv],
                 env={**self._env(), **(env or {})},
                 stdin=stdin,
                 stdout=stdout,
                 stderr=subprocess.PIPE,
                 pass_fds=(read_fd,) if read_fd is not None else (),
-                start_new_session=False,
-                preexec_fn=die_with_parent,
             )
         finally:
             if read_fd is not None:
@@ -447,7 +442,7 @@ class Restic:
     def version(self) -> Tuple[int, int, int]:
         if self._version is None:
             try:
-                out = self._command()("version")
+                out = process.run([self._executable(), "version"], text=True, check=True).stdout
             except ResticError:
                 raise
             except Exception as exc:

@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from shipper.core import process
+
 CHUNK = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Python < 3.10 lacks the name
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -35,7 +37,10 @@ def run(command: Sequence[str], result_path: str) -> int:
     """Run `command`, stream and hash its stdout; the exit code to leave with."""
     _remove(result_path)
     try:
-        child = subprocess.Popen(list(command), stdout=subprocess.PIPE)
+        # The environment restic gave us, whole; the dump tool's death is judged below.
+        child = process.spawn(
+            command, env=dict(os.environ), die_with_parent=False, stdout=subprocess.PIPE
+        )
     except OSError as exc:
         print(f"streamhash: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
         return 127

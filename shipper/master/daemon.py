@@ -31,7 +31,7 @@ from typing import Any, Dict, Optional
 from dateutil import tz
 
 from shipper import notify
-from shipper.core import config, state
+from shipper.core import config, process, state
 from shipper.core.config import Config
 from shipper.core.cron import describe_duration, max_age, next_slot, now, slots_between
 from shipper.core.errors import ShipperError
@@ -227,7 +227,8 @@ class Daemon:
         argv.append("snapshot")
         log.info("taking the set for the %s slot", slot.strftime("%H:%M:%S"))
         clock = time.monotonic()
-        self.child = subprocess.Popen(argv, start_new_session=True)
+        # Not die-with-parent: a stopping daemon lets the set finish (--stop-grace).
+        self.child = process.spawn(argv, die_with_parent=False, start_new_session=True)
         try:
             code = self._wait_child(self.child)
         finally:

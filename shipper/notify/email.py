@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import smtplib
 import socket
-import subprocess
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Tuple
 
 from shipper import __version__
+from shipper.core import process
 from shipper.core.config import Config
 from shipper.notify.event import Event
 
@@ -49,22 +49,16 @@ def send_email(cfg: Config, subject: str, body: str) -> bool:
             with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT) as smtp:
                 smtp.send_message(message)
         else:
-            subprocess.run(
-                [settings.sendmail, "-t", "-oi"],
-                input=message.as_bytes(),
-                capture_output=True,
-                timeout=60,
-                check=True,
+            process.run(
+                [settings.sendmail, "-t", "-oi"], input=message.as_bytes(), timeout=60, check=True
             )
-    except subprocess.CalledProcessError as exc:
-        detail = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [
-            f"exit {exc.returncode}"
-        ]
+    except process.ProcessFailed as exc:
+        detail = exc.stderr.strip().splitlines()[-1:] or [f"exit {exc.code}"]
         log.warning(
             "could not send the email %r: %s failed: %s", subject, settings.sendmail, detail[0]
         )
         return False
-    except (OSError, smtplib.SMTPException, subprocess.SubprocessError, ValueError) as exc:
+    except (OSError, smtplib.SMTPException, process.TimeoutExpired, ValueError) as exc:
         via = settings.smtp_host or settings.sendmail
         log.warning("could not send the email %r via %s: %s", subject, via, exc)
         return False

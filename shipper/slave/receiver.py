@@ -25,13 +25,13 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
+from shipper.core import process
 from shipper.core import state as state_files
 from shipper.core.config import Config, check_secret_file
 from shipper.core.errors import ShipperError
@@ -126,10 +126,7 @@ def exec_foreground(cfg: Config) -> NoReturn:
     problems = preflight(cfg)
     if problems:
         raise ReceiverError("the receiver cannot start: " + "; ".join(problems))
-    command = argv(cfg)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(command[0], command)
+    process.become(argv(cfg))
 
 
 def split_listen(listen: str) -> Tuple[str, int]:
@@ -166,7 +163,7 @@ def make_certificate(key_path: str, cert_path: str, names: List[str]) -> None:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(dir=key.parent, prefix=".shipper-tls-") as work:
         tmp_key, tmp_cert = Path(work) / "key", Path(work) / "cert"
-        result = subprocess.run(
+        result = process.run(
             [
                 "openssl", "req", "-x509", "-newkey", "ec",
                 "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -176,9 +173,8 @@ def make_certificate(key_path: str, cert_path: str, names: List[str]) -> None:
                 "-addext", "basicConstraints=critical,CA:TRUE",
                 "-keyout", str(tmp_key), "-out", str(tmp_cert),
             ],
-            capture_output=True,
             text=True,
-            preexec_fn=lambda: os.umask(0o077),
+            umask=0o077,
         )  # fmt: skip
         if result.returncode != 0:
             raise ReceiverError(f"openssl could not make the certificate: {result.stderr.strip()}")
@@ -214,10 +210,8 @@ def normalize_name(name: str) -> str:
 def certificate_names(cert: bytes) -> List[str]:
     """The subjectAltName entries of a DER or PEM certificate, normalized."""
     form = "PEM" if cert.lstrip().startswith(b"-----") else "DER"
-    result = subprocess.run(
-        ["openssl", "x509", "-noout", "-inform", form, "-ext", "subjectAltName"],
-        input=cert,
-        capture_output=True,
+    result = process.run(
+        ["openssl", "x509", "-noout", "-inform", form, "-ext", "subjectAltName"], input=cert
     )
     if result.returncode != 0:
         raise ReceiverError(f"cannot read the certificate: {result.stderr.decode().strip()}")
@@ -231,11 +225,9 @@ def certificate_names(cert: bytes) -> List[str]:
 
 
 def certificate_expires_soon(cert_path: str) -> bool:
-    result = subprocess.run(
-        ["openssl", "x509", "-noout", "-checkend", str(RENEW_BEFORE), "-in", cert_path],
-        capture_output=True,
+    return not process.succeeds(
+        ["openssl", "x509", "-noout", "-checkend", str(RENEW_BEFORE), "-in", cert_path]
     )
-    return result.returncode != 0
 
 
 def fingerprint(der: bytes) -> str:
@@ -341,10 +333,7 @@ def local_names(listen_host: str = "") -> List[str]:
 
 
 def _addresses() -> List[str]:
-    try:
-        text = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True).stdout
-    except OSError:
-        return []
+    text = process.capture(["ip", "-o", "addr", "show"])
     found = re.findall(r"\binet6?\s+([0-9a-fA-F.:]+)/\d+\s+(?:brd\s+\S+\s+)?scope\s+(\w+)", text)
     return [address for address, scope in found if scope != "link"]
 
@@ -371,7 +360,7 @@ def resolve_manager(choice: str) -> str:
 
 
 def systemctl(*args: str) -> None:
-    result = subprocess.run(["systemctl", *args], capture_output=True, text=True)
+    result = process.run(["systemctl", *args], text=True)
     if result.returncode != 0:
         unit = args[-1]
         raise ReceiverError(
@@ -421,7 +410,7 @@ def start(cfg: Config, manager: Optional[str] = None, restart: bool = False) -> 
 
 
 def _start_systemd(cfg: Config, restart: bool) -> str:
-    active = subprocess.run(["systemctl", "is-active", "--quiet", UNIT]).returncode == 0
+    active = process.succeeds(["systemctl", "is-active", "--quiet", UNIT])
     systemctl("enable", UNIT)
     systemctl("restart" if restart or not active else "start", UNIT)
     _write_state(cfg, {"manager": "systemd", "unit": UNIT})
@@ -442,11 +431,13 @@ def _start_process(cfg: Config, restart: bool) -> str:
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as log:
-        child = subprocess.Popen(
+        # Not die-with-parent: this receiver outlives `shipper receiver start`.
+        child = process.spawn(
             [sys.executable, "-c", _ENTRY, "-c", os.path.abspath(cfg.source), "receiver"],
-            stdin=subprocess.DEVNULL,
+            die_with_parent=False,
+            stdin=process.DEVNULL,
             stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=process.STDOUT,
             cwd="/",
             start_new_session=True,
             close_fds=True,
@@ -460,7 +451,7 @@ def _start_process(cfg: Config, restart: bool) -> str:
     )
 
 
-def wait_listening(cfg: Config, child: Optional[subprocess.Popen], timeout: float = 15) -> None:
+def wait_listening(cfg: Config, child: Optional[process.Popen], timeout: float = 15) -> None:
     host, port = split_listen(cfg.receiver.listen)
     host = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
     deadline = time.monotonic() + timeout
@@ -529,7 +520,7 @@ def stop_for_good(cfg: Config) -> str:
 def status(cfg: Config) -> Dict[str, Any]:
     manager = _manager(_read_state(cfg))
     if manager == "systemd":
-        running = subprocess.run(["systemctl", "is-active", "--quiet", UNIT]).returncode == 0
+        running = process.succeeds(["systemctl", "is-active", "--quiet", UNIT])
         pid = None
     else:
         pid = _our_pid(cfg)
