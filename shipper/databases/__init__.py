@@ -18,6 +18,7 @@ from typing import Any, List, Optional, Sequence
 from shipper.core import config
 
 from .base import DatabaseError, DumpJob, Engine, wrap_with_hash
+from .registry import KINDS
 
 __all__ = [
     "DatabaseError",
@@ -30,8 +31,8 @@ __all__ = [
     "wrap_with_hash",
 ]
 
-ENGINES = {"mariadb": "MariaDB", "postgresql": "PostgreSQL"}  # module: class
-SERVER_TYPES = {"mariadb": config.MariaDBServer, "postgresql": config.PostgreSQLServer}
+ENGINES = {name: kind.class_name for name, kind in KINDS.items()}  # module: class
+SERVER_TYPES = {name: kind.server_type for name, kind in KINDS.items()}
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,7 @@ from shipper.core.errors import NotFound, Refused
 from shipper.core.manifest import Dump, Manifest
 from shipper.core.progress import human_bytes as _human
 from shipper.core.restic import Restic, ResticError
+from shipper.databases.registry import major_of
 from shipper.slave import damage
 from shipper.slave.promote.journal import Journal
 from shipper.slave.promote.model import (
@@ -445,14 +446,6 @@ class Preflight:
             )
             self.checks.append(item)
             say(item)
-
-
-def major_of(engine: str, version: str) -> str:
-    """The major version in a server's version string: PostgreSQL 15, MariaDB 10.11."""
-    numbers = re.findall(r"\d+", version)
-    if engine == "postgresql" and numbers and int(numbers[0]) >= 10:
-        return numbers[0]
-    return ".".join(numbers[:2])
 
 
 def _existing(path: str) -> str:
