@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shipper.setup import provision
+from shipper.core import config_edit
 from tests.shipperenv import PASSWORD, make_dataset, mutate_dataset, write_secret
 from tests.test_receiver import (
     Side,
@@ -51,7 +51,7 @@ def test_edit_keeps_comments_and_other_keys():
         ("role",): "master",
         ("enabled",): True,
     }
-    text = provision.edit_yaml(OPERATOR_CONFIG, values)
+    text = config_edit.edit_yaml(OPERATOR_CONFIG, values)
     assert "# my master\npaths: [/srv]   # what the sets hold\n" in text
     assert '  url: "rest:https://10.0.0.2:8000/master/"   # replaced by setup\n' in text
     assert "  lock_wait: 5\n  cacert: /etc/shipper/tls/slave.crt\n# the schedule\n" in text
@@ -59,28 +59,28 @@ def test_edit_keeps_comments_and_other_keys():
     assert (
         data["schedule"] == "*/5 * * * *" and data["role"] == "master" and data["enabled"] is True
     )
-    assert provision.edit_yaml(text, values) == text
+    assert config_edit.edit_yaml(text, values) == text
 
 
 def test_edit_adds_a_missing_section_and_converts_an_empty_one():
-    text = provision.edit_yaml("receiver: {}\n", {("receiver", "listen"): ":8000"})
+    text = config_edit.edit_yaml("receiver: {}\n", {("receiver", "listen"): ":8000"})
     assert yaml.safe_load(text) == {"receiver": {"listen": ":8000"}}
-    text = provision.edit_yaml("role: slave\n", {("receiver", "repo_dir"): "/var/lib/x"})
+    text = config_edit.edit_yaml("role: slave\n", {("receiver", "repo_dir"): "/var/lib/x"})
     assert yaml.safe_load(text) == {"role": "slave", "receiver": {"repo_dir": "/var/lib/x"}}
 
 
 def test_edit_refuses_what_it_cannot_do_safely():
-    with pytest.raises(provision.EditError, match="by hand"):
-        provision.edit_yaml("repository: {url: /x}\n", {("repository", "url"): "/y"})
+    with pytest.raises(config_edit.EditError, match="by hand"):
+        config_edit.edit_yaml("repository: {url: /x}\n", {("repository", "url"): "/y"})
 
 
 def test_enable_and_disable_change_only_that_key(tmp_path: Path):
     path = tmp_path / "shipper.yml"
     path.write_text("repository:\n  url: /r   # the repo\nenabled: true  # on\n")
-    assert provision.set_enabled(str(path), False)
+    assert config_edit.set_enabled(str(path), False)
     assert path.read_text() == "repository:\n  url: /r   # the repo\nenabled: false  # on\n"
-    assert not provision.set_enabled(str(path), False)
-    assert provision.set_enabled(str(path), True)
+    assert not config_edit.set_enabled(str(path), False)
+    assert config_edit.set_enabled(str(path), True)
 
 
 def test_enable_names_a_missing_config(tmp_path: Path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shipper.commands.context import Context
-from shipper.core import config
+from shipper.core import config, config_edit
 from shipper.setup import provision
 
 
@@ -15,7 +15,7 @@ def register(p: Any, name: str) -> None:
 
 def run(ctx: Context) -> int:
     path = config.config_path(ctx.args.config)
-    changed = provision.set_enabled(path, ctx.args.enabled)
+    changed = config_edit.set_enabled(path, ctx.args.enabled)
     if changed:
         provision.wake_daemon()
     state = "on" if ctx.args.enabled else "off"

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 from shipper import databases
-from shipper.core import hooks
+from shipper.core import config_edit, hooks
 from shipper.core.config import Config
 from shipper.core.errors import ShipperError
 from shipper.core.manifest import Dump
 from shipper.core.restic import ResticError
 from shipper.core.state import LAST_PROMOTE, write_synced
-from shipper.setup import provision
 from shipper.slave import receiver
 from shipper.slave.promote.journal import Journal
 from shipper.slave.promote.model import (
@@ -254,7 +253,7 @@ def stop_receiver(cfg: Config) -> str:
 
 def become_master(cfg: Config, set_id: str) -> str:
     """role: master and enabled: false in the config file, its comments and other keys kept."""
-    provision.update_config(cfg.source, {("role",): "master", ("enabled",): False}, "")
+    config_edit.update_config(cfg.source, {("role",): "master", ("enabled",): False}, "")
     return (
         f"{cfg.source}: role master (set {set_id}), schedule disabled until a new slave is set up"
     )
