@@ -8,12 +8,18 @@ config check (is the expression valid).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional, Tuple
-
-from croniter import croniter
-from dateutil import tz
+from typing import Any, Optional, Tuple
 
 from shipper.core.config import Config
+
+
+def _croniter() -> Any:
+    # Imported on use: a set's run needs cron arithmetic only when max_age changes,
+    # and croniter with dateutil costs its start-up a measurable share.
+    from croniter import croniter
+
+    return croniter
+
 
 # How far ahead `interval` looks for the longest gap between two slots.
 _INTERVAL_HORIZON = dt.timedelta(days=8)
@@ -22,26 +28,30 @@ _MISSED_CAP = 10000
 
 
 def now() -> dt.datetime:
+    from dateutil import tz
+
     return dt.datetime.now(tz.tzlocal())
 
 
 def next_slot(expression: str, after: dt.datetime) -> dt.datetime:
     """The first slot strictly after `after`."""
-    return croniter(expression, after).get_next(dt.datetime)
+    return _croniter()(expression, after).get_next(dt.datetime)
 
 
 def slots_between(
     expression: str, after: dt.datetime, until: dt.datetime
 ) -> Tuple[int, Optional[dt.datetime]]:
     """How many slots fall in (after, until], and the latest of them (counting stops at a cap)."""
-    it = croniter(expression, after)
+    it = _croniter()(expression, after)
     count, latest = 0, None
     while count < _MISSED_CAP:
         slot = it.get_next(dt.datetime)
         if slot > until:
             return count, latest
         count, latest = count + 1, slot
-    return count, croniter(expression, until + dt.timedelta(microseconds=1)).get_prev(dt.datetime)
+    return count, _croniter()(expression, until + dt.timedelta(microseconds=1)).get_prev(
+        dt.datetime
+    )
 
 
 def interval(expression: str, start: Optional[dt.datetime] = None) -> float:
@@ -51,7 +61,7 @@ def interval(expression: str, start: Optional[dt.datetime] = None) -> float:
     or weekends does not make the spare look stale when no run was due.
     """
     start = start or now()
-    it = croniter(expression, start)
+    it = _croniter()(expression, start)
     previous = it.get_next(dt.datetime)
     longest = 0.0
     for _ in range(_INTERVAL_MAX_SLOTS):
@@ -72,7 +82,7 @@ def max_age(cfg: Config) -> int:
 
 def valid_expression(expression: str) -> bool:
     """Five cron fields, or six with croniter's trailing seconds field (tests only)."""
-    return len(expression.split()) in (5, 6) and croniter.is_valid(expression)
+    return len(expression.split()) in (5, 6) and _croniter().is_valid(expression)
 
 
 def describe_duration(seconds: float) -> str:
