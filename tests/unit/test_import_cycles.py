@@ -13,7 +13,12 @@ from typing import Dict, List, Set
 PACKAGE = Path(__file__).resolve().parents[2] / "shipper"
 LINE_LIMIT = 500
 # Modules allowed over LINE_LIMIT; docs/architecture.md says why for each.
-LONG_MODULES: Set[str] = set()
+LONG_MODULES: Set[str] = {
+    "shipper.core.config",
+    "shipper.core.restic",
+    "shipper.databases.mariadb",
+    "shipper.slave.receiver",
+}
 
 
 def module_name(path: Path) -> str:

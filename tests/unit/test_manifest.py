@@ -1,0 +1,121 @@
+"""The manifest: the master/slave contract reads back as it was written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from shipper.core import manifest, sets
+from shipper.core.manifest import Manifest, Part
+from shipper.core.restic import Snapshot
+
+DOCUMENT = {
+    "format": 1,
+    "set": "20261125T163000Z",
+    "status": "partial",
+    "host": "master1",
+    "machine": "master1.example",
+    "started": "2026-11-25T16:30:00+00:00",
+    "written": "2026-11-25T16:31:00+00:00",
+    "versions": {"shipper": "0.1.0", "restic": "0.18.0", "mariadb": "10.11.6"},
+    "paths": ["/srv/app", "/etc"],
+    "exclude": ["*.tmp"],
+    "machine_specific": ["/etc/machine-id"],
+    "set_dir": "/var/lib/shipper/set",
+    "parts": [
+        {
+            "name": "mariadb:globals",
+            "outcome": "ok",
+            "snapshot": "aaa",
+            "error": "",
+            "bytes_added": 10,
+            "details": {"engine": "mariadb", "database": None, "filename": "mariadb-globals.sql"},
+        },
+        {
+            "name": "mariadb:shop",
+            "outcome": "ok",
+            "snapshot": "bbb",
+            "error": "",
+            "bytes_added": 20,
+            "details": {
+                "engine": "mariadb",
+                "database": "shop",
+                "filename": "mariadb-shop.sql",
+                "server_version": "10.11.6-MariaDB",
+                "bytes": 1234,
+                "sha256": "ab" * 32,
+            },
+        },
+        {
+            "name": "postgresql:app",
+            "outcome": "failed",
+            "snapshot": None,
+            "error": "dump of postgresql:app failed: no such database",
+            "bytes_added": 0,
+            "details": {"engine": "postgresql", "database": "app", "filename": "pg-app.sql"},
+        },
+        {
+            "name": "files",
+            "outcome": "ok",
+            "snapshot": None,
+            "error": "",
+            "bytes_added": 0,
+            "details": {"paths": ["/srv/app", "/etc"]},
+        },
+    ],
+}
+
+
+def snapshot(sid: str, part: str) -> Snapshot:
+    return Snapshot(
+        id=sid,
+        short_id=sid[:8],
+        time=dt.datetime(2026, 11, 25, 16, 30, tzinfo=dt.timezone.utc),
+        hostname="master1",
+        paths=("/srv/app",),
+        tags=(f"{sets.SET_TAG}:{DOCUMENT['set']}", f"{sets.PART_TAG}:{part}"),
+        summary={},
+    )
+
+
+def test_the_json_round_trip_is_exact() -> None:
+    typed = Manifest.from_json(json.loads(json.dumps(DOCUMENT)))
+    assert typed.to_json() == DOCUMENT
+    assert list(json.loads(manifest.encode(typed))) == list(DOCUMENT)
+
+
+def test_failed_parts_name_the_error() -> None:
+    typed = Manifest.from_json(DOCUMENT)
+    assert typed.failed_parts() == {
+        "postgresql:app": "dump of postgresql:app failed: no such database"
+    }
+
+
+def test_dumps_are_the_stored_databases_globals_first() -> None:
+    chosen = sets.SnapshotSet(DOCUMENT["set"], [snapshot("fff", "files")])
+    dumps = Manifest.from_json(DOCUMENT).dumps(chosen)
+    assert [(d.part, d.is_globals, d.step) for d in dumps] == [
+        ("mariadb:globals", True, "globals:mariadb"),
+        ("mariadb:shop", False, "database:mariadb:shop"),
+    ]
+    shop = dumps[1]
+    assert (shop.bytes, shop.sha256, shop.server_version) == (1234, "ab" * 32, "10.11.6-MariaDB")
+
+
+def test_missing_parts_are_stored_parts_without_their_snapshot() -> None:
+    chosen = sets.SnapshotSet(DOCUMENT["set"], [snapshot("aaa", "mariadb:globals")])
+    assert Manifest.from_json(DOCUMENT).missing_parts(chosen) == ["mariadb:shop", "files"]
+
+
+def test_an_old_manifest_without_paths_says_so() -> None:
+    old = {k: v for k, v in DOCUMENT.items() if k != "paths"}
+    assert Manifest.from_json(old).paths is None
+    assert Manifest.from_json(DOCUMENT).paths == ["/srv/app", "/etc"]
+
+
+def test_digests_and_own_file() -> None:
+    typed = Manifest.from_json(DOCUMENT)
+    assert typed.dump_digests() == {"mariadb:globals": None, "mariadb:shop": "ab" * 32}
+    assert typed.own_file() == "/var/lib/shipper/set/" + sets.MANIFEST_FILENAME
+    assert typed.files_stored()
+    assert Part.from_json({"name": "x"}).outcome == "?"
