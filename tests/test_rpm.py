@@ -59,12 +59,15 @@ def test_the_package_holds_what_both_servers_need(built: Path) -> None:
     sitelib = [f for f in files if f.endswith("/site-packages/shipper/cli.py")]
     assert sitelib, "the package's modules are missing"
     for module in (
-        "schema.yaml",
-        "schedule.py",
-        "notify.py",
-        "status.py",
-        "check.py",
-        "snapshot.py",
+        "core/schema.yaml",
+        "master/daemon.py",
+        "notify/state_machine.py",
+        "notify/status.py",
+        "slave/check.py",
+        "master/snapshot.py",
+        "slave/promote/steps.py",
+        "commands/promote.py",
+        "core/destinations/rest.py",
     ):
         assert any(f.endswith(f"/site-packages/shipper/{module}") for f in files), module
 
