@@ -15,6 +15,7 @@ import sys
 from typing import List, Optional
 
 from shipper import commands
+from shipper.commands.context import Context
 from shipper.core import config
 from shipper.core.errors import ShipperError
 from shipper.core.restic import ResticError
@@ -67,8 +68,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser(argv).parse_args(argv)
     _setup_logging(args.verbose)
-    from shipper.commands.context import Context
-
     try:
         return int(args.run(Context(args)) or 0)
     except config.ConfigError as exc:

@@ -167,7 +167,7 @@ class SetRun:
     def _database_parts(self) -> None:
         if not self.cfg.databases.enabled:
             return
-        from shipper import databases
+        from shipper import databases  # on use: a run without databases skips its imports
 
         engines = databases.engines_from_config(self.cfg.databases)
         if not engines:

@@ -25,6 +25,7 @@ from shipper.core import cron, destinations, sets
 from shipper.core import state as state_files
 from shipper.core.config import Config
 from shipper.core.destinations.rest import RECEIVER_UNIT, port_answers
+from shipper.core.progress import human_bytes
 from shipper.core.restic import Restic
 from shipper.notify import state_machine as notify
 
@@ -390,8 +391,6 @@ def summary_line(report: Report) -> str:
 
 
 def detail_lines(report: Report) -> List[str]:
-    from shipper.core.progress import human_bytes
-
     data = report.data
     lines = [
         f"role:        {data['role']} on {data['host']}"

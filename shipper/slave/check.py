@@ -12,8 +12,10 @@ import time
 from typing import Optional
 
 from shipper import notify
+from shipper.core import sets
 from shipper.core.config import Config
 from shipper.core.restic import CheckReport, Restic
+from shipper.slave import damage
 
 
 def verify(cfg: Config, restic: Restic, read_data_subset: Optional[str]) -> CheckReport:
@@ -30,9 +32,6 @@ def verify(cfg: Config, restic: Restic, read_data_subset: Optional[str]) -> Chec
 
 def judge_sets(cfg: Config, restic: Restic, report: CheckReport) -> None:
     """Add to the report the sets that damage reaches, and what promote can still use."""
-    from shipper.core import sets
-    from shipper.slave import damage
-
     record = damage.record(cfg, restic, list(report.summary.get("broken_packs") or []))
     found = sets.group(restic.snapshots())
     newest = sets.newest(found)
