@@ -20,5 +20,7 @@ CHANNELS = {
 
 
 def send(cfg: Config, event: Event) -> None:
+    """Hand the event to every configured channel; each takes what it can use."""
     for channel in CHANNELS.values():
-        channel.send(cfg, event)
+        if channel.enabled(cfg):
+            channel.send(cfg, event)
