@@ -1,6 +1,9 @@
 """shipper's run state: every file it keeps in the state folder, and their one writer.
 
-Each file is named here with who writes it and who reads it, so that a reader
+Each file is named here with who writes it and who reads it, and read back
+as a typed record (LastRun, Heartbeat, Damage, StatusCache); the notification
+state and the receiver's state stay mappings owned by their one module
+(notify/state_machine.py, slave/receiver.py), so that a reader
 (status, notify, the daemon) needs no import of the writer's module. Every
 file is replaced atomically (core.files.replace_file): a reader or a crash
 sees the old file or the new one, never half of one. The JSON keys are those
@@ -62,13 +65,37 @@ def read_json(path: Path) -> Optional[Any]:
 # ---------------------------------------------------------------- last run (master)
 
 
+@dataclass
+class LastRun:
+    """What readers use of the last set's result (the file holds the whole SetResult)."""
+
+    set_id: Optional[str] = None
+    status: Optional[str] = None
+    started: Optional[str] = None
+    duration: Optional[float] = None
+    bytes_added: Optional[int] = None
+    error: Optional[str] = ""
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> LastRun:
+        return cls(
+            set_id=data.get("set_id"),
+            status=data.get("status"),
+            started=data.get("started"),
+            duration=data.get("duration"),
+            bytes_added=data.get("bytes_added"),
+            error=data.get("error", ""),
+        )
+
+
 def record_run(folder: Path, result: Dict[str, Any]) -> None:
+    """The SetResult's JSON, whole."""
     write_json(folder / LAST_RUN, result)
 
 
-def last_run(folder: Path) -> Optional[Dict[str, Any]]:
+def last_run(folder: Path) -> Optional[LastRun]:
     data = read_json(folder / LAST_RUN)
-    return data if isinstance(data, dict) else None
+    return LastRun.from_json(data) if isinstance(data, dict) and data else None
 
 
 def last_set_id(folder: Path) -> Optional[str]:
@@ -183,13 +210,26 @@ def save_receiver_state(folder: Path, data: Dict[str, Any]) -> None:
 # ---------------------------------------------------------------- status cache
 
 
-def status_cache(folder: Path) -> Optional[Dict[str, Any]]:
+@dataclass
+class StatusCache:
+    """`shipper status`'s view of a repository, valid while its snapshots folder is unchanged."""
+
+    location: str
+    key: List[int]
+    at: float
+    view: Dict[str, Any]
+
+
+def status_cache(folder: Path) -> Optional[StatusCache]:
     data = read_json(folder / STATUS_CACHE)
-    return data if isinstance(data, dict) else None
+    try:
+        return StatusCache(data["location"], data["key"], data["at"], data["view"])
+    except (KeyError, TypeError):
+        return None
 
 
-def save_status_cache(folder: Path, data: Dict[str, Any]) -> None:
-    write_json(folder / STATUS_CACHE, data, indent=None)
+def save_status_cache(folder: Path, cache: StatusCache) -> None:
+    write_json(folder / STATUS_CACHE, asdict(cache), indent=None)
 
 
 # ---------------------------------------------------------------- promote

@@ -144,10 +144,10 @@ class Daemon:
 
     def _initial_reference(self) -> dt.datetime:
         """When the last run started (so missed slots run once), or now with no record."""
-        record = state.last_run(self.cfg.state) or {}
+        record = state.last_run(self.cfg.state)
         current = now()
         try:
-            started = dt.datetime.fromisoformat(str(record.get("started")))
+            started = dt.datetime.fromisoformat(str(record.started if record else None))
         except ValueError:
             return current
         if started.tzinfo is None:

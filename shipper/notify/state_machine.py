@@ -259,12 +259,12 @@ def _seed_state(cfg: Config) -> Dict[str, Any]:
     record = state_files.last_run(cfg.state)
     if not record:
         return {}
-    failed = record.get("status") != COMPLETE
+    failed = record.status != COMPLETE
     return {
         "failing": failed,
         "failures": 1 if failed else 0,
-        "last_error": record.get("error", ""),
-        "newest_complete": None if failed else record.get("set_id"),
+        "last_error": record.error,
+        "newest_complete": None if failed else record.set_id,
     }
 
 

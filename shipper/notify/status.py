@@ -125,23 +125,21 @@ def _cache_key(path: Path) -> Optional[List[int]]:
 
 
 def _read_cache(cfg: Config, location: str, key: List[int]) -> Optional[RepositoryView]:
+    cache = state_files.status_cache(cfg.state)
+    if cache is None or cache.location != location or cache.key != key:
+        return None
     try:
-        data = state_files.status_cache(cfg.state)
-        if (
-            data["location"] != location
-            or data["key"] != key
-            or time.time() - data["at"] > CACHE_TTL
-        ):
+        if time.time() - cache.at > CACHE_TTL:
             return None
-        return RepositoryView(**data["view"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return RepositoryView(**cache.view)
+    except (ValueError, TypeError):
         return None
 
 
 def _write_cache(cfg: Config, location: str, key: List[int], view: RepositoryView) -> None:
-    data = {"location": location, "key": key, "at": time.time(), "view": asdict(view)}
+    cache = state_files.StatusCache(location, key, time.time(), asdict(view))
     try:
-        state_files.save_status_cache(cfg.state, data)
+        state_files.save_status_cache(cfg.state, cache)
     except OSError:
         pass  # only a cache
 
@@ -261,14 +259,14 @@ def _last_run(cfg: Config, report: Report) -> None:
     if not run:
         record = state_files.last_run(cfg.state)
         if record:
-            recorded = record.get("status")
+            recorded = record.status
             run = {
-                "set": record.get("set_id"),
+                "set": record.set_id,
                 "status": recorded if recorded in (sets.COMPLETE, sets.PARTIAL) else notify.FAILED,
-                "started": _epoch(record.get("started")),
-                "duration": record.get("duration"),
-                "bytes_added": record.get("bytes_added"),
-                "error": record.get("error") or "",
+                "started": _epoch(record.started),
+                "duration": record.duration,
+                "bytes_added": record.bytes_added,
+                "error": record.error or "",
             }
     if not run:
         report.data["last_run"] = None

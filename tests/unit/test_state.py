@@ -15,7 +15,7 @@ def test_files_are_written_whole_and_root_only(tmp_path: Path) -> None:
     written = folder / state.LAST_RUN
     assert stat.S_IMODE(written.stat().st_mode) == 0o600
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert state.last_run(folder) == {"set_id": "20261125T163000Z", "status": "complete"}
+    assert state.read_json(written) == {"set_id": "20261125T163000Z", "status": "complete"}
     assert [p.name for p in folder.iterdir()] == [state.LAST_RUN]  # no temporary left
 
 
@@ -55,3 +55,18 @@ def test_a_heartbeat_counts_only_while_its_daemon_lives(tmp_path: Path) -> None:
     state.clear_heartbeat(tmp_path)
     state.clear_heartbeat(tmp_path)  # twice is fine
     assert not (tmp_path / state.HEARTBEAT).exists()
+
+
+def test_the_last_run_and_the_status_cache_read_back_typed(tmp_path: Path) -> None:
+    state.record_run(tmp_path, {"set_id": "20261125T163000Z", "status": "partial", "error": "x"})
+    run = state.last_run(tmp_path)
+    assert run is not None and (run.set_id, run.status, run.error) == (
+        "20261125T163000Z",
+        "partial",
+        "x",
+    )
+    cache = state.StatusCache("/srv/repo", [1, 2], 1000.0, {"location": "/srv/repo"})
+    state.save_status_cache(tmp_path, cache)
+    assert state.status_cache(tmp_path) == cache
+    (tmp_path / state.STATUS_CACHE).write_text("[]")
+    assert state.status_cache(tmp_path) is None
