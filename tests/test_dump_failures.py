@@ -172,7 +172,8 @@ def snapshot(env: ShipperEnv, faults: Sequence[Fault] = ()) -> Tuple[int, dict, 
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     assert "Traceback" not in stderr + stdout, stderr
-    record = state.last_run(config.load(str(env.config_path)).state)
+    folder = config.load(str(env.config_path)).state
+    record = state.read_json(folder / state.LAST_RUN)
     assert record is not None
     return process.returncode, record, stderr
 
