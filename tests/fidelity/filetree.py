@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import stat
 import subprocess
 from typing import Any, Dict, List, Optional, Tuple
@@ -91,6 +92,13 @@ def _kinds(data: bytes) -> None:
         handle.seek(SPARSE_SIZE // 2)
         handle.write(os.urandom(SPARSE_DATA))
     write(j(data, b"random.bin"), os.urandom(3 << 20))
+    # Known limits (docs/fidelity.md): restic keeps no sockets, and a hardlink
+    # whose other name is outside `paths` comes back as a file of its own.
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(j(data, b"socket"))
+    write(j(data, b"hard-out"), b"linked from outside paths\n")
+    os.makedirs(j(data, b"..", b"..", b"unrestored"))
+    os.link(j(data, b"hard-out"), j(data, b"..", b"..", b"unrestored", b"hard-out"))
 
 
 def _names(data: bytes) -> None:
