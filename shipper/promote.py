@@ -406,6 +406,7 @@ class FileChanges:
     unchanged: int = 0
     removed: int = 0
     bytes_to_write: int = 0
+    entries_to_create: int = 0  # files and folders the slave lacks: each takes an inode
     removed_sample: List[str] = field(default_factory=list)
     bytes_by_path: Dict[str, int] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
@@ -488,6 +489,8 @@ def summarize_preview(root: str, items: List[Dict[str, Any]], paths: Sequence[st
         located.append((str(item.get("action")), where, int(item.get("size") or 0)))
     folders = {posixpath.dirname(where) for _, where, _ in located}
     for action, where, size in located:
+        if action == "restored":
+            changes.entries_to_create += 1
         if where in folders:
             continue
         if action == "restored":
@@ -919,6 +922,8 @@ class Promotion:
             say,
             [(under_root(self.root, p), n) for p, n in wanted] + self._database_space(loads, done),
         )
+        if changes is not None:
+            self._check_inodes(say, changes.entries_to_create)
         post = [hook.name for hook in hooks.find(self.cfg.hooks.dirs, hooks.POST_RESTORE)]
         steps = [
             RECEIVER,
@@ -1043,6 +1048,22 @@ class Promotion:
             )
             self.checks.append(item)
             say(item)
+
+    def _check_inodes(self, say: Say, count: int) -> None:
+        """The root's filesystem has an inode for every entry the restore creates."""
+        where = _existing(self.root)
+        info = os.statvfs(where)
+        if not info.f_files or not count:
+            return  # no inode limit (btrfs, ...) or nothing new
+        ok = info.f_favail >= count
+        item = Check(
+            "inodes",
+            ok,
+            f"{where}: {count} new files and folders, {info.f_favail} inodes free"
+            + ("" if ok else f"; free inodes there (`df -i {where}`), then run promote again"),
+        )
+        self.checks.append(item)
+        say(item)
 
     # ------------------------------------------------------------ run
 

@@ -631,7 +631,9 @@ class Restic:
         """restore writes only under target: ENOSPC there is that disk's, unless restic names the repository."""
         if self.repository.url in exc.detail:
             return exc
-        line = _last_line(exc.detail) or str(exc)
+        # restic's last line only counts the errors ("There were 176 errors"): show the first.
+        lines = [line.strip() for line in exc.detail.splitlines() if is_disk_full(line)]
+        line = lines[0] if lines else _last_line(exc.detail) or str(exc)
         return TargetFull(
             f"disk full where the files are restored: no space or no inodes left on the "
             f"filesystem of {target} ({line}); free space or inodes there (`df -h {target}`, "

@@ -118,7 +118,11 @@ def test_master_state_disk_full_or_read_only_names_the_state_folder(
 def test_promote_root_out_of_inodes_names_that_disk(
     fresh_repo: ShipperEnv, tiny_disk: Path, tmp_path: Path
 ):
-    """The repository's disk has room; the root's has no inodes left: the message says which."""
+    """The repository's disk has room; the root's has too few inodes: the message says which.
+
+    Promote finds it in preflight, before anything changes; `shipper restore`
+    (no preflight) fails on the way and names the target's disk, not the repository.
+    """
     env = fresh_repo
     for number in range(200):
         (env.src / f"f{number:03}").write_text("x")
@@ -130,7 +134,13 @@ def test_promote_root_out_of_inodes_names_that_disk(
     }
     env.write_config(**settings)
     failed = env.run("promote", "--yes", "--root", str(tiny_disk))
-    out = failed.stdout + failed.stderr
-    assert failed.returncode == 1 and "Traceback" not in out, out
-    assert f"no space or no inodes left on the filesystem of {tiny_disk}" in out, out
-    assert "repository" not in out.split("error:")[-1], out
+    clean_failure(failed)
+    assert f"FAIL inodes: {tiny_disk}: " in failed.stdout and "df -i" in failed.stdout, (
+        failed.stdout
+    )
+    assert os.listdir(tiny_disk) == [] and not (tmp_path / "slave-state" / "promote").exists()
+    failed = env.run("restore", "latest", "--target", str(tiny_disk))
+    err = clean_failure(failed)
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"no space or no inodes left on the filesystem of {tiny_disk}" in err, err
+    assert "repository" not in err, err
