@@ -142,6 +142,7 @@ class Scope:
             for name in children.get(folder, []):
                 item = posixpath.join(folder, name)
                 if item not in kept:
+                    refuse_overlap(item, [k for k in kept if posixpath.dirname(k) == folder])
                     out.append(item)
         return sorted(out)
 
@@ -161,6 +162,20 @@ def restic_pattern(path: str) -> str:
 
 
 REPLACEMENT = "\ufffd"
+
+
+def refuse_overlap(item: str, kept: Sequence[str]) -> None:
+    """A byte name's pattern (U+FFFD as `?`) must not also match a protected sibling."""
+    name = posixpath.basename(item)
+    if REPLACEMENT not in name:
+        return
+    for other in kept:
+        theirs = posixpath.basename(other)
+        if len(theirs) == len(name) and all(a in (b, REPLACEMENT) for a, b in zip(name, theirs)):
+            raise Refused(
+                f"{item} (a name that is not UTF-8) cannot be told from the machine-specific "
+                f"{other} by restic's include pattern; rename one of them on the master"
+            )
 
 
 def json_name(name: str) -> str:
