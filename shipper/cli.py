@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -858,3 +859,30 @@ def main(argv: Optional[List[str]] = None) -> int:
         # The reader of our output went away (`shipper sets | head`): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # A disk that is full, read-only or forbidden: one line naming the path, no traceback.
+        print(f"shipper: error: {os_error_line(exc, ctx._cfg)}", file=sys.stderr)
+        return 1
+
+
+_OS_ERROR_TODO = {
+    errno.ENOSPC: ("no space or no inodes left on its disk", "free space or inodes there"),
+    errno.EDQUOT: ("the disk quota is exceeded", "raise the quota or free space"),
+    errno.EROFS: ("its filesystem is read-only", "remount it read-write"),
+    errno.EACCES: ("permission denied", "run shipper as root or fix the permissions"),
+    errno.EPERM: ("operation not permitted", "run shipper as root or fix the permissions"),
+}
+
+
+def os_error_line(exc: OSError, cfg: Optional[config.Config]) -> str:
+    """An OSError as one line: the path, what is wrong and what to do."""
+    path = str(exc.filename or "")
+    what, todo = _OS_ERROR_TODO.get(exc.errno or 0, (exc.strerror or str(exc), "fix that"))
+    state = str(cfg.state) if cfg is not None else ""
+    if state and path and (path == state or path.startswith(state.rstrip("/") + "/")):
+        return (
+            f"cannot write shipper's state folder {state} ({path}): {what}; {todo}, "
+            "or set state_dir in the config to a writable folder, then run again"
+        )
+    where = path or "a file shipper needs"
+    return f"{where}: {what}; {todo}, then run again"

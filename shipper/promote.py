@@ -40,7 +40,7 @@ from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, 
 from shipper import hooks, sets
 from shipper.config import Config
 from shipper.errors import NotFound, Refused, ShipperError
-from shipper.files import replace_file
+from shipper.files import not_a_folder, replace_file
 from shipper.restic import Restic, ResticError
 from shipper.restore import read_manifest
 
@@ -142,6 +142,7 @@ class Scope:
             for name in children.get(folder, []):
                 item = posixpath.join(folder, name)
                 if item not in kept:
+                    refuse_overlap(item, [k for k in kept if posixpath.dirname(k) == folder])
                     out.append(item)
         return sorted(out)
 
@@ -151,8 +152,49 @@ class Scope:
 
 
 def restic_pattern(path: str) -> str:
-    """An exact path as a restic filter pattern (its glob characters escaped)."""
-    return re.sub(r"([\\*?\[])", r"\\\1", path)
+    """An exact path as a restic filter pattern (its glob characters escaped).
+
+    restic's JSON turns each byte of a name that is not UTF-8 into U+FFFD;
+    `?` matches that one byte again (Go's glob reads an invalid byte as one
+    character), so such a name is still restored with its exact bytes.
+    """
+    return re.sub(r"([\\*?\[])", r"\\\1", path).replace(REPLACEMENT, "?")
+
+
+REPLACEMENT = "\ufffd"
+
+
+def refuse_overlap(item: str, kept: Sequence[str]) -> None:
+    """A byte name's pattern (U+FFFD as `?`) must not also match a protected sibling."""
+    name = posixpath.basename(item)
+    if REPLACEMENT not in name:
+        return
+    for other in kept:
+        theirs = posixpath.basename(other)
+        if len(theirs) == len(name) and all(a in (b, REPLACEMENT) for a, b in zip(name, theirs)):
+            raise Refused(
+                f"{item} (a name that is not UTF-8) cannot be told from the machine-specific "
+                f"{other} by restic's include pattern; rename one of them on the master"
+            )
+
+
+def json_name(name: str) -> str:
+    """A name read from disk as restic's JSON spells it: each byte that is not UTF-8 as U+FFFD."""
+    raw = os.fsencode(name)
+    out, i = [], 0
+    while i < len(raw):
+        for size in (1, 2, 3, 4):
+            try:
+                char = raw[i : i + size].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            out.append(char)
+            i += size
+            break
+        else:
+            out.append(REPLACEMENT)
+            i += 1
+    return "".join(out)
 
 
 def under_root(root: str, path: str) -> str:
@@ -184,9 +226,103 @@ def route_removals(root: str, scope: Scope, children: Dict[str, List[str]]) -> L
         expected = set(children.get(folder, []))
         for name in sorted(os.listdir(target)):
             item = posixpath.join(folder, name)
-            if name not in expected and not scope.keeps(item):
+            if json_name(name) not in expected and not scope.keeps(item):
                 out.append(item)
     return out
+
+
+def type_changes(root: str, scope: Scope, items: List[Dict[str, Any]]) -> List[str]:
+    """Set entries the slave has as a folder while the set has something else (snapshot paths).
+
+    restic replaces such a folder by a file but not by a symlink (`RemoveNode:
+    directory not empty`), so promote removes it before restic runs. An entry
+    of the set that no other entry lies in is not a folder, or an empty one
+    (then restic --delete would empty the slave's folder anyway).
+    """
+    wanted = [
+        str(item.get("item", "")) for item in items if item.get("action") in ("restored", "updated")
+    ]
+    folders = {posixpath.dirname(where) for where in wanted}
+    out = []
+    for where in wanted:
+        if where in folders or scope.keeps(where) or not inside_paths(scope, where):
+            continue
+        target = under_root(root, where)
+        with contextlib.suppress(OSError):
+            if stat.S_ISDIR(os.lstat(target).st_mode) and os.listdir(target):
+                out.append(where)
+    return sorted(out)
+
+
+def rewritten_files(root: str, scope: Scope, items: List[Dict[str, Any]]) -> List[str]:
+    """The slave's files that restic will update (snapshot paths): promote unlinks them first.
+
+    restic --sparse leaves holes only in files it creates; into an existing
+    file it writes the zeros (the old bytes there may not be zero), so a
+    sparse file would take its full size. Unlinking also keeps restic from
+    writing through a slave-side hardlink into a file outside `paths`.
+    """
+    out = []
+    for item in items:
+        where = str(item.get("item", ""))
+        if item.get("action") != "updated" or scope.keeps(where):
+            continue
+        if not inside_paths(scope, where):
+            continue
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(under_root(root, where)).st_mode):
+                out.append(where)
+    return sorted(out)
+
+
+def unlink_files(root: str, scope: Scope, items: Sequence[str]) -> int:
+    """Unlink those files, never through a symlinked folder; a missing one is fine (a resumed run)."""
+    removed = 0
+    for where in items:
+        target = under_root(root, where)
+        if not inside_paths(scope, where) or not real_folders_to(root, where):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(os.lstat(target).st_mode):
+                os.unlink(target)
+                removed += 1
+    return removed
+
+
+def inside_paths(scope: Scope, path: str) -> bool:
+    """path is one of the restored paths or inside one, and holds nothing protected."""
+    return any(is_under(path, top) for top in scope.paths) and not any(
+        is_under(m, path) for m in scope.protected
+    )
+
+
+def remove_in_the_way(root: str, scope: Scope, items: Sequence[str]) -> int:
+    """Remove the slave's folders where the set has another type, never through a symlink."""
+    removed = 0
+    for where in items:
+        target = under_root(root, where)
+        if not inside_paths(scope, where) or not real_folders_to(root, where):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.lstat(target).st_mode):
+                shutil.rmtree(target)
+                removed += 1
+    return removed
+
+
+def real_folders_to(root: str, where: str) -> bool:
+    """Every folder from root down to where's parent is a real folder, not a symlink."""
+    current = root
+    for name in posixpath.dirname(where).strip("/").split("/"):
+        if not name:
+            continue
+        current = os.path.join(current, name)
+        try:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                return False
+        except FileNotFoundError:
+            return False
+    return True
 
 
 def remove_entry(path: str) -> None:
@@ -197,18 +333,7 @@ def remove_entry(path: str) -> None:
         os.unlink(path)
 
 
-# ---------------------------------------------------------------- folders above the paths
-
-
-def ancestors(root: str, paths: Sequence[str]) -> List[str]:
-    """Real folders strictly above each path (restic resets their owner, mode and times)."""
-    out: Set[str] = set()
-    for path in paths:
-        parent = posixpath.dirname(path)
-        while parent != "/":
-            out.add(under_root(root, parent))
-            parent = posixpath.dirname(parent)
-    return sorted(out)
+# ---------------------------------------------------------------- folders' metadata
 
 
 def capture_metadata(folders: Sequence[str]) -> Dict[str, Dict[str, Any]]:
@@ -243,7 +368,7 @@ def _xattrs(path: str) -> Dict[str, str]:
 
 
 def restore_metadata(saved: Dict[str, Dict[str, Any]]) -> None:
-    """Put back what restic changed on folders outside `paths` (deepest first)."""
+    """Put back the folders' metadata as captured (deepest first)."""
     for folder in sorted(saved, key=len, reverse=True):
         meta = saved[folder]
         try:
@@ -296,6 +421,7 @@ class FileChanges:
     unchanged: int = 0
     removed: int = 0
     bytes_to_write: int = 0
+    entries_to_create: int = 0  # files and folders the slave lacks: each takes an inode
     removed_sample: List[str] = field(default_factory=list)
     bytes_by_path: Dict[str, int] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
@@ -312,6 +438,10 @@ class Plan:
     scope: Scope
     includes: List[str]
     children: Dict[str, List[str]]
+    # Slave folders where the set has another type: removed before restic runs.
+    in_the_way: List[str]
+    # Slave files restic will rewrite: unlinked first, so sparse files stay sparse.
+    rewrite: List[str]
     changes: Optional[FileChanges]
     databases: List[DatabaseLoad]
     skipped_parts: Dict[str, str]
@@ -323,6 +453,7 @@ class Plan:
     def to_json(self) -> Dict[str, Any]:
         data = asdict(self)
         data.pop("children")
+        data.pop("rewrite")  # one per changed file: the counts say it
         return data
 
 
@@ -373,6 +504,8 @@ def summarize_preview(root: str, items: List[Dict[str, Any]], paths: Sequence[st
         located.append((str(item.get("action")), where, int(item.get("size") or 0)))
     folders = {posixpath.dirname(where) for _, where, _ in located}
     for action, where, size in located:
+        if action == "restored":
+            changes.entries_to_create += 1
         if where in folders:
             continue
         if action == "restored":
@@ -530,6 +663,8 @@ class Promotion:
 
         interrupted = Journal.unfinished(self.folder)
         self._check_role(check, interrupted)
+        if not self._check_root(check):
+            return self.checks
         try:
             found = sets.group(self.restic.snapshots())
         except ResticError as exc:
@@ -578,6 +713,15 @@ class Promotion:
             return
         record = record or damage.load(self.cfg)
         check("instead", False, damage.offer(self.restic, found, record, skip=self.chosen.id))
+
+    def _check_root(self, check: Callable[..., bool]) -> bool:
+        """--root must be a folder (or not exist yet under one): found before the receiver stops."""
+        problem = not_a_folder(self.root)
+        if problem:
+            return check("root", False, f"--root {problem}; give a folder")
+        if self.root != "/":
+            check("root", True, f"{self.root}: a folder")
+        return True
 
     def _check_role(self, check: Callable[..., bool], interrupted: List[Dict[str, Any]]) -> None:
         if self.cfg.role == "slave":
@@ -781,9 +925,11 @@ class Promotion:
         scope = Scope.make(self.restored_paths(files_part), self.protected_paths())
         children: Dict[str, List[str]] = {}
         includes: List[str] = []
+        in_the_way: List[str] = []
+        rewrite: List[str] = []
         changes = None
         if snapshot and FILES not in done and scope.paths:
-            changes, children = self._preview(snapshot, scope)
+            changes, children, in_the_way, rewrite = self._preview(snapshot, scope)
             includes = scope.includes(children)
         loads = database_loads(chosen, self.manifest)
         wanted = list(changes.bytes_by_path.items()) if changes else []
@@ -791,6 +937,8 @@ class Promotion:
             say,
             [(under_root(self.root, p), n) for p, n in wanted] + self._database_space(loads, done),
         )
+        if changes is not None:
+            self._check_inodes(say, changes.entries_to_create)
         post = [hook.name for hook in hooks.find(self.cfg.hooks.dirs, hooks.POST_RESTORE)]
         steps = [
             RECEIVER,
@@ -809,6 +957,8 @@ class Promotion:
             scope=scope,
             includes=includes,
             children=children,
+            in_the_way=in_the_way,
+            rewrite=rewrite,
             changes=changes,
             databases=loads,
             skipped_parts=failed_parts(self.manifest),
@@ -847,7 +997,9 @@ class Promotion:
             }
         )
 
-    def _preview(self, snapshot: str, scope: Scope) -> Tuple[FileChanges, Dict[str, List[str]]]:
+    def _preview(
+        self, snapshot: str, scope: Scope
+    ) -> Tuple[FileChanges, Dict[str, List[str]], List[str], List[str]]:
         """restic's dry run over the whole paths: the changes, and what the route folders hold.
 
         Protected items are in restic's answer (it was asked about whole
@@ -870,7 +1022,9 @@ class Promotion:
                 kept.append(item)
         changes = summarize_preview(self.root, kept, scope.paths)
         changes.warnings = errors
-        return changes, {folder: sorted(names) for folder, names in children.items()}
+        named = {folder: sorted(names) for folder, names in children.items()}
+        in_the_way = type_changes(self.root, scope, items)
+        return changes, named, in_the_way, rewritten_files(self.root, scope, items)
 
     def _database_space(self, loads: List[DatabaseLoad], done: List[str]) -> List[Tuple[str, int]]:
         """Where each engine keeps its data and the bytes its loads add (a load is about its dump)."""
@@ -909,6 +1063,22 @@ class Promotion:
             )
             self.checks.append(item)
             say(item)
+
+    def _check_inodes(self, say: Say, count: int) -> None:
+        """The root's filesystem has an inode for every entry the restore creates."""
+        where = _existing(self.root)
+        info = os.statvfs(where)
+        if not info.f_files or not count:
+            return  # no inode limit (btrfs, ...) or nothing new
+        ok = info.f_favail >= count
+        item = Check(
+            "inodes",
+            ok,
+            f"{where}: {count} new files and folders, {info.f_favail} inodes free"
+            + ("" if ok else f"; free inodes there (`df -i {where}`), then run promote again"),
+        )
+        self.checks.append(item)
+        say(item)
 
     # ------------------------------------------------------------ run
 
@@ -1027,13 +1197,15 @@ class Promotion:
     # ------------------------------------------------------------ files
 
     def restore_files(self, plan: Plan) -> Dict[str, Any]:
-        journal = self.journal
-        assert journal is not None and plan.files_snapshot
-        # Saved once, before restic first runs: a resumed run must not save what restic changed.
-        saved = journal.data.get("ancestors")
-        if saved is None:
-            saved = capture_metadata(ancestors(self.root, plan.scope.paths))
-            journal.remember("ancestors", saved)
+        """restic restore in place, then the route folders' stale entries.
+
+        Folders end with the set's metadata, the folders above `paths`
+        included (restic sets those); the route folders' metadata is read back
+        after restic and put again after shipper's removals changed their mtime.
+        """
+        assert plan.files_snapshot
+        replaced = remove_in_the_way(self.root, plan.scope, plan.in_the_way)
+        unlink_files(self.root, plan.scope, plan.rewrite)
         summary: Dict[str, Any] = {}
         if plan.includes:
             try:
@@ -1045,14 +1217,15 @@ class Promotion:
                 )
             except ResticError as exc:
                 raise PromoteFailed(_with_item_errors(exc)) from None
+        route = capture_metadata([under_root(self.root, f) for f in plan.scope.route])
         removed = route_removals(self.root, plan.scope, plan.children)
         for item in removed:
             remove_entry(under_root(self.root, item))
-        restore_metadata(saved)
+        restore_metadata(route)
         return {
             "files_restored": summary.get("files_restored", 0),
             "files_skipped": summary.get("files_skipped", 0),
-            "files_deleted": int(summary.get("files_deleted", 0)) + len(removed),
+            "files_deleted": int(summary.get("files_deleted", 0)) + len(removed) + replaced,
             "bytes_restored": summary.get("bytes_restored", 0),
         }
 

@@ -81,6 +81,10 @@ class RepositoryFull(ResticError):
     pass
 
 
+class TargetFull(ResticError):
+    """A restore ran out of space or inodes where it writes, not in the repository."""
+
+
 # ---------------------------------------------------------------- results
 
 
@@ -612,9 +616,30 @@ class Restic:
         delete: bool = False,
         dry_run: bool = False,
         overwrite: Optional[str] = None,
+        sparse: bool = True,
     ) -> Dict[str, Any]:
-        running = self._restore(snapshot, target, includes, excludes, delete, dry_run, overwrite)
+        """Restore in place; sparse files stay sparse (holes are not written as zeros)."""
+        try:
+            running = self._restore(
+                snapshot, target, includes, excludes, delete, dry_run, overwrite, sparse=sparse
+            )
+        except RepositoryFull as exc:
+            raise self._target_full(exc, target) from None
         return next((m for m in running.messages if m.get("message_type") == "summary"), {})
+
+    def _target_full(self, exc: RepositoryFull, target: str) -> ResticError:
+        """restore writes only under target: ENOSPC there is that disk's, unless restic names the repository."""
+        if self.repository.url in exc.detail:
+            return exc
+        # restic's last line only counts the errors ("There were 176 errors"): show the first.
+        lines = [line.strip() for line in exc.detail.splitlines() if is_disk_full(line)]
+        line = lines[0] if lines else _last_line(exc.detail) or str(exc)
+        return TargetFull(
+            f"disk full where the files are restored: no space or no inodes left on the "
+            f"filesystem of {target} ({line}); free space or inodes there (`df -h {target}`, "
+            f"`df -i {target}`), then run again",
+            exc.detail,
+        )
 
     def restore_preview(
         self,
@@ -654,8 +679,11 @@ class Restic:
         dry_run: bool,
         overwrite: Optional[str],
         ok_codes: Tuple[int, ...] = (0,),
+        sparse: bool = False,
     ) -> _RunningRestic:
         args = ["restore", snapshot, "--target", target]
+        if sparse:
+            args.append("--sparse")
         for path in includes:
             args += ["--include", path]
         for path in excludes:

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from shipper import sets
 from shipper.errors import NotFound, Refused, ShipperError
+from shipper.files import not_a_folder
 from shipper.restic import Restic, ResticError
 
 
@@ -54,6 +55,9 @@ def restore_files(
     for path in paths:
         if not path.startswith("/"):
             raise Refused(f"--path {path}: give an absolute path as it was on the master")
+    problem = not_a_folder(target)
+    if problem:
+        raise Refused(f"--target {problem}: give a folder (it is made when missing)")
     Path(target).mkdir(parents=True, exist_ok=True)
     return restic.restore(
         part.snapshot,
