@@ -213,6 +213,9 @@ def test_ten_runs_with_a_busy_spool_are_complete_and_count_what_vanished(busy: S
         assert len(files["details"]["vanished_paths"]) == min(newest["vanished"], 20)
     table = env.run("sets", check=True).stdout
     assert "VANISHED" in table
+    status = json.loads(env.run("status", "--json").stdout)
+    assert status["repository"]["newest_vanished"] == newest["vanished"]
+    assert status["last_run"]["vanished"] == newest["vanished"]
 
 
 def test_restore_of_a_busy_set_is_exact_for_every_file_still_there(
@@ -320,3 +323,40 @@ def test_io_error_makes_the_set_partial_and_is_noted_in_a_volatile_folder(
     assert failed["status"] == "partial" and str(bad) in failed["unreadable"]
     assert noted["status"] == "complete" and noted["unreadable"] == []
     assert f"{bad}: failed to save {bad}: read {bad}: input/output error" in noted["noted_paths"]
+
+
+# ---------------------------------------------------------------- the mail queue hook
+
+QUEUE_HOOK = (
+    Path(__file__).resolve().parent.parent / "hooks/pre-snapshot.d/20-postfix-queue.disabled"
+)
+
+
+def fake_postfix(bin_dir: Path, queue: Path, log: Path) -> None:
+    """`postfix` and `postconf` stand-ins that log what the hook asks of them."""
+    bin_dir.mkdir()
+    (bin_dir / "postfix").write_text(f'#!/bin/sh\necho "postfix $1" >>{log}\n')
+    (bin_dir / "postconf").write_text(f"#!/bin/sh\necho {queue}\n")
+    (bin_dir / "systemctl").write_text("#!/bin/sh\nexit 3\n")  # not under systemd here
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+
+
+def test_postfix_queue_hook_copies_the_queue_while_postfix_is_stopped(tmp_path: Path):
+    queue, log, export = tmp_path / "spool", tmp_path / "calls", tmp_path / "export"
+    (queue / "deferred" / "A").mkdir(parents=True)
+    (queue / "deferred" / "A" / "A1B2C3").write_text("a deferred message")
+    (queue / "active").mkdir()
+    export.mkdir()
+    fake_postfix(tmp_path / "bin", queue, log)
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "SHIPPER_EXPORT_DIR": str(export)}
+    subprocess.run(["sh", str(QUEUE_HOOK)], env=env, check=True, timeout=30)
+    assert log.read_text().split("\n")[:-1] == ["postfix status", "postfix stop", "postfix start"]
+    copied = export / "postfix-queue" / "deferred" / "A" / "A1B2C3"
+    assert copied.read_text() == "a deferred message"
+
+    # A copy that fails (here: the export already holds one) still starts Postfix again.
+    log.unlink()
+    failed = subprocess.run(["sh", str(QUEUE_HOOK)], env=env, capture_output=True, timeout=30)
+    assert failed.returncode != 0
+    assert log.read_text().split("\n")[:-1] == ["postfix status", "postfix stop", "postfix start"]
