@@ -306,8 +306,7 @@ class SetRun:
         if files.outcome != OK:
             self._amend_manifest()
         elif self.result.vanished or self.result.noted:
-            # The manifest rode in before restic said what vanished: commit one that says it.
-            self._amend_manifest(status)
+            self._note_vanished(status)
         else:
             self.result.status = status
 
@@ -339,6 +338,22 @@ class SetRun:
         result.noted, result.noted_paths = len(noted), [e.label for e in noted[:LISTED]]
         if result.vanished or result.noted:
             files.details.update(vanished_details(result))
+
+    def _note_vanished(self, status: str) -> None:
+        """The manifest rode in before restic said what vanished: commit one that says it.
+
+        The set is committed already; a failure to add the note does not undo that.
+        """
+        self.result.status = status
+        try:
+            self._amend_manifest(status)
+        except ResticError as exc:
+            log.warning(
+                "set %s is %s, but the repository does not hold its vanished count: %s",
+                self.set_id,
+                status,
+                exc,
+            )
 
     def _amend_manifest(self, status: str = sets.PARTIAL) -> None:
         """Commit a corrected manifest on its own: a part failed, or files vanished,

@@ -20,6 +20,7 @@ from typing import Dict, Iterator, List, Set
 
 import pytest
 
+from shipper import config
 from shipper.restic import backup_item_errors
 from shipper.snapshot import volatile_errors
 from tests.shipperenv import VENV_BIN, ShipperEnv
@@ -87,6 +88,15 @@ def test_volatile_folders_note_unreadable_files_inside_them_only():
     errors = backup_item_errors([DENIED, IO_ERROR, GONE_BEFORE_OPEN])
     noted = volatile_errors(errors, ["/srv/disk", "/srv/ap"])
     assert [e.item for e in noted] == ["/srv/disk/tail"]
+
+
+def test_volatile_is_a_list_of_absolute_folders():
+    cfg = config.parse("repository: {url: /r}\nvolatile: [/var/spool/postfix]\n", "x.yml")
+    assert cfg.volatile == ["/var/spool/postfix"]
+    assert config.parse("repository: {url: /r}\n", "x.yml").volatile == []
+    with pytest.raises(config.ConfigError) as caught:
+        config.parse("repository: {url: /r}\nvolatile: [spool]\n", "x.yml")
+    assert caught.value.problems == ["x.yml:2: volatile[0]: 'spool' must be an absolute path"]
 
 
 # ---------------------------------------------------------------- against real restic
