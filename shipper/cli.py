@@ -132,6 +132,8 @@ def _print_result(ctx: Context, result: snapshot.SetResult) -> None:
         f"files new {result.files_new}, changed {result.files_changed}, "
         f"added {human_bytes(result.bytes_added)}, {result.duration:.1f}s"
     )
+    for line in _vanished_lines(result):
+        ctx.out(line)
     for part in result.failures:
         print(f"shipper: part {part.name} {part.outcome}: {part.error}", file=sys.stderr)
     if result.unreadable:
@@ -144,6 +146,19 @@ def _print_result(ctx: Context, result: snapshot.SetResult) -> None:
             "takes those parts again; promote keeps using the newest complete set",
             file=sys.stderr,
         )
+
+
+def _vanished_lines(result: snapshot.SetResult) -> List[str]:
+    """Files deleted while the set was taken, and unreadable ones in volatile folders: not failures."""
+    lines = []
+    if result.vanished:
+        shown = ", ".join(result.vanished_paths[:5])
+        more = " …" if result.vanished > 5 else ""
+        lines.append(f"{result.vanished} files vanished while the set was taken: {shown}{more}")
+    if result.noted:
+        lines.append(f"{result.noted} unreadable files in volatile folders (noted):")
+        lines += [f"  {label}" for label in result.noted_paths[:5]]
+    return lines
 
 
 @command
@@ -161,14 +176,21 @@ def run_sets(ctx: Context) -> int:
     if not found:
         ctx.out("no sets yet")
         return 0
-    ctx.out(f"{'SET':<17} {'TIME (UTC)':<20} {'STATUS':<10} {'ADDED':>10}  PARTS")
+    ctx.out(f"{'SET':<17} {'TIME (UTC)':<20} {'STATUS':<10} {'ADDED':>10} {'VANISHED':>8}  PARTS")
     for item in found:
         when = item.time.strftime("%Y-%m-%d %H:%M:%S")
         parts = ", ".join(item.part_names()) or "-"
         ctx.out(
-            f"{item.id:<17} {when:<20} {item.status:<10} {human_bytes(item.bytes_added):>10}  {parts}"
+            f"{item.id:<17} {when:<20} {item.status:<10} {human_bytes(item.bytes_added):>10} "
+            f"{_vanished_cell(item):>8}  {parts}"
         )
     return 0
+
+
+def _vanished_cell(item: sets.SnapshotSet) -> str:
+    """The vanished count, and `+N` noted files in volatile folders."""
+    noted = f"+{item.noted}" if item.noted else ""
+    return f"{item.vanished}{noted}" if item.vanished or noted else "-"
 
 
 @command

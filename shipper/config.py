@@ -141,6 +141,7 @@ class Config:
     repository: Repository
     paths: List[str]
     exclude: List[str]
+    volatile: List[str]
     machine_specific: List[str]
     databases: Databases
     hooks: Hooks
