@@ -255,7 +255,8 @@ _PROPERTIES = """
 SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
        CASE WHEN to_jsonb(d) ->> 'datlocprovider' = 'i'
             THEN coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale') END,
-       pg_get_userbyid(d.datdba), shobj_description(d.oid, 'pg_database'), d.datacl IS NOT NULL
+       pg_get_userbyid(d.datdba), shobj_description(d.oid, 'pg_database'), d.datacl IS NOT NULL,
+       d.datconnlimit
 FROM pg_database d WHERE d.datname = current_database()
 """
 _ACL = """
@@ -276,7 +277,7 @@ def database_header(conn: Any) -> tuple:
     """(properties for the header line, the DO block) of the connected database."""
     with conn.cursor() as cur:
         cur.execute(_PROPERTIES)
-        encoding, collate, ctype, icu, owner, comment, has_acl = cur.fetchone()
+        encoding, collate, ctype, icu, owner, comment, has_acl, limit = cur.fetchone()
         cur.execute(_ACL)
         acl = cur.fetchall() if has_acl else []
         cur.execute(_SETTINGS)
@@ -285,6 +286,8 @@ def database_header(conn: Any) -> tuple:
     if icu:
         properties["icu_locale"] = icu
     statements = [_execute("ALTER DATABASE %I OWNER TO %I", owner)]
+    if limit != -1:
+        statements.append(_execute(f"ALTER DATABASE %I WITH CONNECTION LIMIT {int(limit)}"))
     if comment is not None:
         statements.append(_execute("COMMENT ON DATABASE %I IS %L", comment))
     if has_acl:
@@ -315,19 +318,53 @@ def _grant(privilege: str, grantee: str, grantable: bool) -> str:
 
 
 def _setting(role: Optional[str], entry: str) -> str:
+    """ALTER DATABASE (or ALTER ROLE IN DATABASE) ... SET with the value as literals.
+
+    Never set_config() then FROM CURRENT: some settings cannot change inside a
+    session, and `role` would switch the loading role itself.
+    """
     name, _, value = entry.partition("=")
-    apply = f"PERFORM set_config({_literal(name)}, {_literal(value)}, true);"
+    assignment = f" SET {_identifier(name)} TO {_setting_value(name, value).replace('%', '%%')}"
     if role is None:
-        return (
-            apply + " " + _execute("ALTER DATABASE %I SET " + _identifier(name) + " FROM CURRENT")
-        )
-    return (
-        apply
-        + " "
-        + _execute(
-            "ALTER ROLE %2$I IN DATABASE %1$I SET " + _identifier(name) + " FROM CURRENT", role
-        )
-    )
+        return _execute("ALTER DATABASE %I" + assignment)
+    return _execute("ALTER ROLE %2$I IN DATABASE %1$I" + assignment, role)
+
+
+# Settings the server stores as a list of quoted names (pg_dump's variable_is_guc_list_quote).
+_LIST_SETTINGS = frozenset(
+    {
+        "local_preload_libraries",
+        "search_path",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "temp_tablespaces",
+        "unix_socket_directories",
+    }
+)
+_LIST_ITEM = re.compile(r'\s*(?:"((?:[^"]|"")*)"|([^,"]*?))\s*(,|$)')
+
+
+def _setting_value(name: str, value: str) -> str:
+    """A stored setting's value as SQL: one literal, or one per element of a list setting."""
+    if name.lower() not in _LIST_SETTINGS:
+        return _literal(value)
+    return ", ".join(_literal(item) for item in _split_list(value)) or "''"
+
+
+def _split_list(value: str) -> List[str]:
+    """`app, "Odd Schema"` -> ["app", "Odd Schema"] (the server's SplitGUCList)."""
+    items: List[str] = []
+    position = 0
+    while position < len(value):
+        match = _LIST_ITEM.match(value, position)
+        if match is None:
+            return [value]
+        quoted, bare, comma = match.groups()
+        items.append(bare if quoted is None else quoted.replace('""', '"'))
+        position = match.end()
+        if not comma:
+            break
+    return items
 
 
 def _identifier(name: str) -> str:
