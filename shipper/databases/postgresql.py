@@ -263,8 +263,9 @@ _ACL = """
 SELECT a.privilege_type,
        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
        a.is_grantable
-FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database()
-ORDER BY 2, 1
+FROM pg_database d, aclexplode(d.datacl) WITH ORDINALITY
+     a(grantor, grantee, privilege_type, is_grantable, n)
+WHERE d.datname = current_database() ORDER BY a.n
 """
 _SETTINGS = """
 SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, s.setconfig
