@@ -214,7 +214,13 @@ class PostgreSQL(Engine):
         spaces = {
             row[0].encode() for row in self._query("SELECT quote_ident(spcname) FROM pg_tablespace")
         }
-        lines = [_global_line(line, me, spaces) for line in dump.split(b"\n")]
+        expiring = {
+            row[0].encode()
+            for row in self._query(
+                "SELECT quote_ident(rolname) FROM pg_roles WHERE rolvaliduntil IS NOT NULL"
+            )
+        }
+        lines = [_global_line(line, me, spaces, expiring) for line in dump.split(b"\n")]
         return b"\n".join(line for line in lines if line is not None)
 
 
@@ -236,16 +242,43 @@ $swap$
 """
 
 
-def _global_line(line: bytes, me: bytes, tablespaces: set) -> Optional[bytes]:
+def _global_line(line: bytes, me: bytes, tablespaces: set, expiring: set) -> Optional[bytes]:
     """One line of pg_dumpall --globals-only as shipper loads it; None leaves it out."""
     if line == b"CREATE ROLE " + me + b";" or line.startswith(b"ALTER ROLE " + me + b" WITH "):
         return None  # the loading role keeps its own attributes and password
+    role = _ALTER_ROLE.match(line)
+    if role:
+        return _whole_role(line, role.group(1), role.group(1) in expiring)
     if re.match(rb"CREATE ROLE [^;]+;$", line):
         return b"DO $r$BEGIN " + line + b" EXCEPTION WHEN duplicate_object THEN NULL; END$r$;"
     match = re.match(rb'CREATE TABLESPACE ("(?:[^"]|"")+"|\S+) ', line)
     if match and match.group(1) in tablespaces:
         return None
     return line
+
+
+_ALTER_ROLE = re.compile(rb'ALTER ROLE ("(?:[^"]|"")+"|\S+) WITH .*;$')
+_ROLE_TAIL = re.compile(rb"( PASSWORD '[^']*')?( VALID UNTIL '[^']*')?;$")
+
+
+def _whole_role(line: bytes, role: bytes, expiring: bool) -> bytes:
+    """A role's ALTER ROLE, also clearing what the master's role has not and this one has.
+
+    pg_dumpall leaves out a missing password, expiry, settings and comment;
+    over an existing role those would stay as the slave had them. A role
+    can never expire again (NULL) once it has: 'infinity' means the same.
+    """
+    tail = _ROLE_TAIL.search(line)
+    assert tail is not None  # the pattern matches any line ending in ';'
+    password = tail.group(1) or b" PASSWORD NULL"
+    until = tail.group(2) or (b" VALID UNTIL 'infinity'" if expiring else b"")
+    return b"\n".join(
+        [
+            line[: tail.start()] + password + until + b";",
+            b"ALTER ROLE " + role + b" RESET ALL;",
+            b"COMMENT ON ROLE " + role + b" IS NULL;",
+        ]
+    )
 
 
 # ---------------------------------------------------------------- the dump side
