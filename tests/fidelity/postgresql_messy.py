@@ -51,8 +51,11 @@ SLAVE_ROLES = [
     f"CREATE ROLE alice LOGIN CONNECTION LIMIT 1 PASSWORD '{OLD_PASSWORD}'",
     "CREATE ROLE readers LOGIN PASSWORD 'was a login'",
     "CREATE ROLE slave_only LOGIN PASSWORD 'only here'",
+    "CREATE ROLE replicator LOGIN VALID UNTIL '2020-01-01' PASSWORD 'old'",
     "ALTER ROLE alice SET work_mem = '1MB'",
+    "ALTER ROLE readers SET maintenance_work_mem = '64MB'",
     "COMMENT ON ROLE alice IS 'old comment'",
+    "COMMENT ON ROLE readers IS 'only the slave says so'",
 ]
 
 
@@ -257,7 +260,11 @@ def _tool(server: Any, name: str, *args: str) -> List[str]:
         capture_output=True,
         check=True,
     )
-    return [line for line in done.stdout.decode().splitlines() if not _volatile(line)]
+    return [
+        line
+        for line in done.stdout.decode(errors="backslashreplace").splitlines()
+        if not _volatile(line)
+    ]
 
 
 def _volatile(line: str) -> bool:
@@ -270,7 +277,16 @@ def globals_dump(server: Any) -> List[str]:
 
 
 def database_dump(server: Any, db: str) -> List[str]:
-    return _tool(server, "pg_dump", "--create", f"--dbname={db}")
+    lines = _tool(server, "pg_dump", "--create", f"--dbname={db}")
+    # pg_dump lists per-role settings in the catalog's physical order, which
+    # says nothing about the database: compare them sorted.
+    where = [n for n, line in enumerate(lines) if _ROLE_IN_DATABASE.match(line)]
+    for n, line in zip(where, sorted(lines[n] for n in where)):
+        lines[n] = line
+    return lines
+
+
+_ROLE_IN_DATABASE = re.compile(r"ALTER ROLE .* IN DATABASE .* SET ")
 
 
 def _rows(server: Any, query: str, db: str = "postgres") -> List[str]:
