@@ -205,6 +205,10 @@ class Engine:
     def _prepare_globals(self, dump: bytes) -> bytes:
         return dump
 
+    def _remedy(self, errors: str) -> str:
+        """What to do about a failed load the client's errors name, if the engine knows."""
+        return ""
+
     # ------------------------------------------------------------ credentials
 
     @contextlib.contextmanager
@@ -376,6 +380,8 @@ class Engine:
             cause = f"the dump is truncated (it does not end with {trailer.decode()!r})"
         else:
             return
+        remedy = self._remedy(errors)
+        after = f"{remedy}; {after}" if remedy else after
         raise DatabaseError(f"{self.describe()}: loading {what} failed: {cause}; {after}")
 
 

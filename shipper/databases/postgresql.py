@@ -209,6 +209,14 @@ class PostgreSQL(Engine):
     def _admin_db(self, target: str) -> str:
         return "template1" if target == MAINTENANCE_DB else MAINTENANCE_DB
 
+    def _remedy(self, errors: str) -> str:
+        if _MISSING_ROLE.search(errors):
+            return (
+                "the role comes with the users and grants: load them first "
+                "(restore-db --globals; promote loads them itself)"
+            )
+        return ""
+
     def _prepare_globals(self, dump: bytes) -> bytes:
         me = self._query("SELECT quote_ident(current_user)")[0][0].encode()
         spaces = {
@@ -223,6 +231,8 @@ class PostgreSQL(Engine):
         lines = [_global_line(line, me, spaces, expiring) for line in dump.split(b"\n")]
         return b"\n".join(line for line in lines if line is not None)
 
+
+_MISSING_ROLE = re.compile(r'ERROR: +role ".*" does not exist')
 
 # One transaction: end the target's other sessions, rename it aside, rename the
 # scratch database into its place. Renames are transactional: all or nothing.

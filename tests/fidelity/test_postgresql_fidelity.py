@@ -68,3 +68,36 @@ def test_messy_master_over_an_older_slave_comes_back_exactly(
 
     found = messy.differences(master, slave, databases)
     assert not found, "\n\n".join(f"{aspect}:\n{diff}" for aspect, diff in found.items())
+
+
+def test_failed_loads_say_what_to_do_and_keep_the_slave_database(
+    shipper_env: ShipperEnv, pair: Any
+) -> None:
+    master, slave = pair
+    env = shipper_env
+    for statement in (
+        "CREATE ROLE owner_only_on_master",
+        "CREATE DATABASE app OWNER owner_only_on_master CONNECTION LIMIT 9",
+    ):
+        master.sql(statement)
+    master.sql("CREATE TABLE t (v text); INSERT INTO t VALUES ('master')", "app")
+    slave.sql("CREATE DATABASE app CONNECTION LIMIT 2")
+    slave.sql("CREATE TABLE t (v text); INSERT INTO t VALUES ('slave')", "app")
+    env.run("init", check=True)
+    shipper_for(env, master)
+    env.run("snapshot", check=True)
+    shipper_for(env, slave)
+
+    failed = env.run("restore-db", "latest", "postgresql:app")  # the role is in the globals
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
+    message = failed.stderr
+    assert "database app" in message and "owner_only_on_master" in message
+    assert "--globals" in message
+    assert slave.sql("SELECT v FROM t", "app") == [("slave",)]
+    assert slave.sql("SELECT datconnlimit FROM pg_database WHERE datname = 'app'") == [(2,)]
+    assert slave.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'shipper%'") == [(0,)]
+
+    env.run("restore-db", "latest", "postgresql:app", "--globals", check=True)
+    assert slave.sql("SELECT v FROM t", "app") == [("master",)]
+    assert slave.sql("SELECT datconnlimit FROM pg_database WHERE datname = 'app'") == [(9,)]
