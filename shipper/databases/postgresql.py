@@ -175,6 +175,10 @@ class PostgreSQL(Engine):
                     sql.Literal(properties["icu_locale"])
                 )
             )
+        if properties.get("tablespace"):
+            options.append(
+                sql.SQL("TABLESPACE {}").format(sql.Identifier(properties["tablespace"]))
+            )
         query = sql.SQL("CREATE DATABASE {} ").format(sql.Identifier(name)) + sql.SQL(" ").join(
             options
         )
@@ -184,7 +188,8 @@ class PostgreSQL(Engine):
             wanted = ", ".join(f"{k} {v}" for k, v in properties.items() if k != "engine")
             raise DatabaseError(
                 f"{exc}; the dumped database was made with {wanted or 'the defaults'}: "
-                "this server needs the same encoding and locale (install the locale)"
+                "this server needs the same encoding and locale (install the locale) and "
+                "tablespace (load the globals first)"
             ) from None
 
     def _drop_database(self, name: str) -> None:
@@ -261,12 +266,14 @@ def _global_line(line: bytes, me: bytes, tablespaces: set, expiring: set) -> Opt
         return _whole_role(line, role.group(1), role.group(1) in expiring)
     if re.match(rb"CREATE ROLE [^;]+;$", line):
         return b"DO $r$BEGIN " + line + b" EXCEPTION WHEN duplicate_object THEN NULL; END$r$;"
-    match = re.match(rb'CREATE TABLESPACE ("(?:[^"]|"")+"|\S+) ', line)
-    if match and match.group(1) in tablespaces:
-        return None
+    match = _CREATE_TABLESPACE.match(line)
+    if match and match.group(1) in tablespaces:  # its location is this machine's own
+        return b"ALTER TABLESPACE " + match.group(1) + b" OWNER TO " + match.group(2) + b";"
     return line
 
 
+_NAME = rb'("(?:[^"]|"")+"|[^\s"]+)'
+_CREATE_TABLESPACE = re.compile(rb"CREATE TABLESPACE " + _NAME + rb" OWNER " + _NAME + rb" ")
 _ALTER_ROLE = re.compile(rb'ALTER ROLE ("(?:[^"]|"")+"|\S+) WITH .*;$')
 _ROLE_TAIL = re.compile(rb"( PASSWORD '[^']*')?( VALID UNTIL '[^']*')?;$")
 
@@ -299,8 +306,9 @@ SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
        CASE WHEN to_jsonb(d) ->> 'datlocprovider' = 'i'
             THEN coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale') END,
        pg_get_userbyid(d.datdba), shobj_description(d.oid, 'pg_database'), d.datacl IS NOT NULL,
-       d.datconnlimit
-FROM pg_database d WHERE d.datname = current_database()
+       d.datconnlimit, nullif(t.spcname, 'pg_default')
+FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace
+WHERE d.datname = current_database()
 """
 _ACL = """
 SELECT a.privilege_type,
@@ -321,7 +329,7 @@ def database_header(conn: Any) -> tuple:
     """(properties for the header line, the DO block) of the connected database."""
     with conn.cursor() as cur:
         cur.execute(_PROPERTIES)
-        encoding, collate, ctype, icu, owner, comment, has_acl, limit = cur.fetchone()
+        encoding, collate, ctype, icu, owner, comment, has_acl, limit, space = cur.fetchone()
         cur.execute(_ACL)
         acl = cur.fetchall() if has_acl else []
         cur.execute(_SETTINGS)
@@ -329,6 +337,8 @@ def database_header(conn: Any) -> tuple:
     properties = {"engine": "postgresql", "encoding": encoding, "collate": collate, "ctype": ctype}
     if icu:
         properties["icu_locale"] = icu
+    if space:
+        properties["tablespace"] = space
     statements = [_execute("ALTER DATABASE %I OWNER TO %I", owner)]
     if limit != -1:
         statements.append(_execute(f"ALTER DATABASE %I WITH CONNECTION LIMIT {int(limit)}"))
