@@ -119,7 +119,7 @@ class PostgreSQL(Engine):
         return parts[0] if int(re.sub(r"\D.*", "", parts[0]) or 0) >= 10 else ".".join(parts[:2])
 
     def _list_databases_query(self) -> str:
-        return "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate"
+        return "SELECT datname FROM pg_database WHERE datallowconn"  # user templates too
 
     def _size_query(self) -> str:
         return "SELECT pg_database_size(%s)"
@@ -193,6 +193,9 @@ class PostgreSQL(Engine):
             ) from None
 
     def _drop_database(self, name: str) -> None:
+        template = "SELECT 1 FROM pg_database WHERE datname = %s AND datistemplate"
+        if self._query(template, (name,)):  # a template cannot be dropped
+            self._query(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
         force = sql.SQL(" WITH (FORCE)") if self._version_num() >= 130000 else sql.SQL("")
         self._query(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)) + force)
 
@@ -306,7 +309,7 @@ SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
        CASE WHEN to_jsonb(d) ->> 'datlocprovider' = 'i'
             THEN coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale') END,
        pg_get_userbyid(d.datdba), shobj_description(d.oid, 'pg_database'), d.datacl IS NOT NULL,
-       d.datconnlimit, nullif(t.spcname, 'pg_default')
+       d.datconnlimit, nullif(t.spcname, 'pg_default'), d.datistemplate
 FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace
 WHERE d.datname = current_database()
 """
@@ -329,7 +332,9 @@ def database_header(conn: Any) -> tuple:
     """(properties for the header line, the DO block) of the connected database."""
     with conn.cursor() as cur:
         cur.execute(_PROPERTIES)
-        encoding, collate, ctype, icu, owner, comment, has_acl, limit, space = cur.fetchone()
+        (encoding, collate, ctype, icu, owner, comment, has_acl, limit, space, template) = (
+            cur.fetchone()
+        )
         cur.execute(_ACL)
         acl = cur.fetchall() if has_acl else []
         cur.execute(_SETTINGS)
@@ -342,6 +347,8 @@ def database_header(conn: Any) -> tuple:
     statements = [_execute("ALTER DATABASE %I OWNER TO %I", owner)]
     if limit != -1:
         statements.append(_execute(f"ALTER DATABASE %I WITH CONNECTION LIMIT {int(limit)}"))
+    if template:
+        statements.append(_execute("ALTER DATABASE %I IS_TEMPLATE true"))
     if comment is not None:
         statements.append(_execute("COMMENT ON DATABASE %I IS %L", comment))
     if has_acl:

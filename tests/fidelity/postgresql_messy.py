@@ -25,6 +25,7 @@ OLD_PASSWORD = "older slave password"
 SHOP = "Shop Main"  # spaces, upper case
 LATIN = "data-ünï"  # hyphen, unicode; LATIN1 on the master, UTF8 on the slave
 ICU = "ICU Db"  # ICU locale when the server has ICU
+TEMPLATE = "Tmpl"  # a user's template database
 SPACE = "fast space"  # a tablespace; the slave has its own folder for it
 PLAIN = "plain"
 
@@ -76,6 +77,7 @@ def master_databases(icu: bool) -> List[str]:
         f'CREATE DATABASE "{LATIN}" OWNER "Bob-Reporter" TEMPLATE template0 ENCODING LATIN1'
         " LC_COLLATE 'C' LC_CTYPE 'C' CONNECTION LIMIT 0",
         f'CREATE DATABASE {PLAIN} TABLESPACE "{SPACE}"',
+        f'CREATE DATABASE "{TEMPLATE}" IS_TEMPLATE true',
     ]
     if icu:
         statements.append(
@@ -94,6 +96,7 @@ def slave_databases(icu: bool) -> List[str]:
         f"ALTER ROLE slave_only IN DATABASE \"{SHOP}\" SET work_mem = '3MB'",
         f'CREATE DATABASE "{LATIN}" OWNER alice',
         f"CREATE DATABASE {PLAIN} CONNECTION LIMIT 7",
+        f'CREATE DATABASE "{TEMPLATE}" IS_TEMPLATE true',
     ]
     if icu:
         statements.append(f'CREATE DATABASE "{ICU}"')
@@ -206,6 +209,7 @@ def build_master(server: Any, icu: bool) -> None:
     _run(server, SHOP_OBJECTS, SHOP)
     _run(server, LATIN_OBJECTS, LATIN)
     _run(server, ["CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (1)"], PLAIN)
+    _run(server, ["CREATE TABLE starter (v text)", "INSERT INTO starter VALUES ('x')"], TEMPLATE)
     if icu:
         _run(server, ["CREATE TABLE t (s text)", "INSERT INTO t VALUES ('ä'), ('z')"], ICU)
     server.sql(f'ALTER DATABASE "{LATIN}" SET default_transaction_read_only = on')

@@ -43,7 +43,8 @@ def test_messy_master_over_an_older_slave_comes_back_exactly(
     icu = messy.has_icu(master)
     messy.build_master(master, icu)
     messy.build_slave(slave, icu)
-    databases = [messy.SHOP, messy.LATIN, messy.PLAIN] + ([messy.ICU] if icu else [])
+    databases = [messy.SHOP, messy.LATIN, messy.PLAIN, messy.TEMPLATE]
+    databases += [messy.ICU] if icu else []
     env = shipper_env
     env.run("init", check=True)
     shipper_for(env, master)
