@@ -284,7 +284,8 @@ _ROLE_TAIL = re.compile(rb"( PASSWORD '[^']*')?( VALID UNTIL '[^']*')?;$")
 def _whole_role(line: bytes, role: bytes, expiring: bool) -> bytes:
     """A role's ALTER ROLE, also clearing what the master's role has not and this one has.
 
-    pg_dumpall leaves out a missing password, expiry, settings and comment;
+    pg_dumpall leaves out a missing password, expiry, settings, comment and
+    membership;
     over an existing role those would stay as the slave had them. A role
     can never expire again (NULL) once it has: 'infinity' means the same.
     """
@@ -297,8 +298,19 @@ def _whole_role(line: bytes, role: bytes, expiring: bool) -> bytes:
             line[: tail.start()] + password + until + b";",
             b"ALTER ROLE " + role + b" RESET ALL;",
             b"COMMENT ON ROLE " + role + b" IS NULL;",
+            _REVOKE_MEMBERSHIPS.replace(b"ROLE", b"'" + role.replace(b"'", b"''") + b"'"),
         ]
     )
+
+
+# The role's memberships go; the master's are granted again further down the
+# dump. From PostgreSQL 16 on, a membership is revoked per grantor.
+_REVOKE_MEMBERSHIPS = b"""DO $shipper$DECLARE m record; BEGIN
+FOR m IN SELECT roleid, grantor FROM pg_auth_members WHERE member = ROLE::regrole LOOP
+EXECUTE format('REVOKE %I FROM %s', pg_get_userbyid(m.roleid), ROLE)
+|| CASE WHEN current_setting('server_version_num')::int >= 160000
+   THEN format(' GRANTED BY %I', pg_get_userbyid(m.grantor)) ELSE '' END;
+END LOOP; END$shipper$;"""
 
 
 # ---------------------------------------------------------------- the dump side

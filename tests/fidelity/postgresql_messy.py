@@ -57,6 +57,8 @@ SLAVE_ROLES = [
     "CREATE ROLE replicator LOGIN VALID UNTIL '2020-01-01' PASSWORD 'old'",
     "ALTER ROLE alice SET work_mem = '1MB'",
     "ALTER ROLE readers SET maintenance_work_mem = '64MB'",
+    "GRANT replicator TO readers",  # only on the slave
+    "GRANT readers TO alice",  # the master's has ADMIN OPTION
     "COMMENT ON ROLE alice IS 'old comment'",
     "COMMENT ON ROLE readers IS 'only the slave says so'",
 ]
