@@ -9,14 +9,16 @@ consistent, and it blocks no writer (only DDL that needs an exclusive lock
 waits for it). Owners and privileges of every object are kept; the roles come
 from the globals. pg_dump without --create leaves out what belongs to the
 database itself, so the stream starts with it, written by shipper: a
-comment line with the encoding and locale the database must be created
-with, then one DO block that gives the current database, whatever its name,
-the master's owner, comment, privileges and settings.
+comment line with the encoding, locale and tablespace the database must be
+created with, then one DO block that gives the current database, whatever its
+name, what `pg_dump --create` would: owner, connection limit, template flag,
+comment, privileges, and per-database and per-role-in-database settings.
 
 Globals: pg_dumpall --globals-only (roles with their password hashes,
-memberships, tablespaces). Loading it creates missing roles, gives existing
-ones the master's attributes and passwords, and leaves the role running the
-load (and tablespaces that exist) as they are.
+memberships, tablespaces). Loading it creates missing roles and makes existing
+ones the master's exactly (what the master's role lacks - password, settings,
+comment, memberships - is cleared too); the role running the load keeps its
+own attributes and password, and an existing tablespace its folder.
 
 Load: into a scratch database, then one transaction renames the old
 database aside and the scratch database into its place, and the old one is
