@@ -330,7 +330,7 @@ WHERE d.datname = current_database()
 _ACL = """
 SELECT a.privilege_type,
        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
-       a.is_grantable
+       a.is_grantable, nullif(pg_get_userbyid(a.grantor), pg_get_userbyid(d.datdba))
 FROM pg_database d, aclexplode(d.datacl) WITH ORDINALITY
      a(grantor, grantee, privilege_type, is_grantable, n)
 WHERE d.datname = current_database() ORDER BY a.n
@@ -370,7 +370,7 @@ def database_header(conn: Any) -> tuple:
             _execute("REVOKE ALL ON DATABASE %I FROM PUBLIC"),
             _execute("REVOKE ALL ON DATABASE %I FROM %I", owner),
         ]
-    statements += [_grant(privilege, grantee, grantable) for privilege, grantee, grantable in acl]
+    statements += [_grant(*entry) for entry in acl]
     for role, config in settings:
         statements += [_setting(role, entry) for entry in config]
     return properties, _do_block(statements)
@@ -386,10 +386,18 @@ def _execute(template: str, *args: str) -> str:
     return f"EXECUTE format({_literal(template)}, {values});"
 
 
-def _grant(privilege: str, grantee: str, grantable: bool) -> str:
-    """grantee is already SQL (PUBLIC or a quoted name); % doubled for format()."""
+def _grant(privilege: str, grantee: str, grantable: bool, grantor: Optional[str]) -> str:
+    """grantee is already SQL (PUBLIC or a quoted name); % doubled for format().
+
+    A grant someone other than the owner made (with the grant option) is made
+    as that role again, as pg_dump does: the ACL names its grantor.
+    """
     option = " WITH GRANT OPTION" if grantable else ""
-    return _execute(f"GRANT {privilege} ON DATABASE %I TO {grantee.replace('%', '%%')}{option}")
+    grant = _execute(f"GRANT {privilege} ON DATABASE %I TO {grantee.replace('%', '%%')}{option}")
+    if grantor is None:
+        return grant
+    as_grantor = f"EXECUTE format('SET LOCAL ROLE %I', {_literal(grantor)});"
+    return f"{as_grantor} {grant} EXECUTE 'RESET ROLE';"
 
 
 def _setting(role: Optional[str], entry: str) -> str:

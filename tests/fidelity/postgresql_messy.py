@@ -71,6 +71,8 @@ def master_databases(icu: bool) -> List[str]:
         f'REVOKE CONNECT, TEMPORARY ON DATABASE "{SHOP}" FROM PUBLIC',
         f'GRANT CONNECT ON DATABASE "{SHOP}" TO "Bob-Reporter"',
         f'GRANT CREATE, TEMPORARY ON DATABASE "{SHOP}" TO readers WITH GRANT OPTION',
+        # a grant by a grantee with the grant option (one session)
+        f'SET ROLE readers; GRANT TEMPORARY ON DATABASE "{SHOP}" TO "Bob-Reporter"; RESET ROLE',
         f"ALTER DATABASE \"{SHOP}\" SET work_mem = '16MB'",
         f'ALTER DATABASE "{SHOP}" SET search_path = app, "Odd Schema", public',
         f"ALTER DATABASE \"{SHOP}\" SET app.tenant = 'it''s 100%s'",

@@ -65,6 +65,7 @@ def test_messy_master_over_an_older_slave_comes_back_exactly(
     for role in ("alice", "Bob-Reporter", "replicator"):
         assert messy.scram_of(slave, role) == messy.scram_of(master, role)
     slave.connect(user="alice", password=messy.ODD_PASSWORD, tcp=True).close()
+    assert messy.scram_of(slave, "postgres") != messy.scram_of(master, "postgres")
     slave.sql(f"ALTER ROLE postgres PASSWORD '{messy.scram_of(master, 'postgres')}'")
 
     found = messy.differences(master, slave, databases)
