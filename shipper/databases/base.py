@@ -315,7 +315,13 @@ class Engine:
         with self.credentials():
             first = _read_head(stream)
             self._drop_database(scratch)
-            self._create_database(scratch, parse_header(first.split(b"\n", 1)[0]))
+            try:
+                self._create_database(scratch, parse_header(first.split(b"\n", 1)[0]))
+            except DatabaseError as exc:
+                cause = str(exc).removeprefix(f"{self.describe()}: ")
+                raise DatabaseError(
+                    f"{self.describe()}: loading {what} failed: {cause}; {UNTOUCHED.format(what)}"
+                ) from None
             try:
                 code, tail, errors = self._run_client(self._client_command(scratch), first, stream)
                 self._judge(what, code, tail, errors, self.dump_trailer, UNTOUCHED.format(what))

@@ -318,8 +318,9 @@ def _rows(server: Any, query: str, db: str = "postgres") -> List[str]:
 _DATABASES = """
 SELECT datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype,
        datlocprovider, daticulocale, datconnlimit, datacl::text, datistemplate, datallowconn,
-       (SELECT spcname FROM pg_tablespace WHERE oid = dattablespace)
-FROM pg_database WHERE datname NOT LIKE 'shipper\\_%' ORDER BY 1
+       (SELECT spcname FROM pg_tablespace WHERE oid = dattablespace),
+       to_jsonb(d) ->> 'datcollversion'
+FROM pg_database d WHERE datname NOT LIKE 'shipper\\_%' ORDER BY 1
 """
 _SETTINGS = """
 SELECT coalesce(d.datname, '*'), coalesce(pg_get_userbyid(NULLIF(s.setrole, 0)), '*'),

@@ -82,24 +82,34 @@ def test_failed_loads_say_what_to_do_and_keep_the_slave_database(
         "CREATE DATABASE app OWNER owner_only_on_master CONNECTION LIMIT 9",
     ):
         master.sql(statement)
+    master.sql(messy.tablespace(master, "postgres"))
+    master.sql(f'CREATE DATABASE spaced TABLESPACE "{messy.SPACE}"')
+    master.sql("CREATE TABLE t (v text); INSERT INTO t VALUES ('master')", "spaced")
     master.sql("CREATE TABLE t (v text); INSERT INTO t VALUES ('master')", "app")
-    slave.sql("CREATE DATABASE app CONNECTION LIMIT 2")
-    slave.sql("CREATE TABLE t (v text); INSERT INTO t VALUES ('slave')", "app")
+    for db in ("app", "spaced"):
+        slave.sql(f"CREATE DATABASE {db} CONNECTION LIMIT 2")
+        slave.sql("CREATE TABLE t (v text); INSERT INTO t VALUES ('slave')", db)
     env.run("init", check=True)
     shipper_for(env, master)
     env.run("snapshot", check=True)
     shipper_for(env, slave)
 
-    failed = env.run("restore-db", "latest", "postgresql:app")  # the role is in the globals
-    assert failed.returncode == 1
-    assert "Traceback" not in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
-    message = failed.stderr
-    assert "database app" in message and "owner_only_on_master" in message
-    assert "--globals" in message
-    assert slave.sql("SELECT v FROM t", "app") == [("slave",)]
-    assert slave.sql("SELECT datconnlimit FROM pg_database WHERE datname = 'app'") == [(2,)]
+    # Without the globals the owner role and the tablespace are missing.
+    for db, names in (("app", "owner_only_on_master"), ("spaced", messy.SPACE)):
+        failed = env.run("restore-db", "latest", f"postgresql:{db}")
+        assert failed.returncode == 1
+        assert "Traceback" not in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
+        message = failed.stderr
+        assert f"database {db}" in message and names in message, message
+        assert "globals" in message, message
+        assert slave.sql("SELECT v FROM t", db) == [("slave",)]
+        limit = f"SELECT datconnlimit FROM pg_database WHERE datname = '{db}'"
+        assert slave.sql(limit) == [(2,)]
     assert slave.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'shipper%'") == [(0,)]
 
+    slave.sql(messy.tablespace(slave, "postgres"))  # one machine: each needs its own folder
     env.run("restore-db", "latest", "postgresql:app", "--globals", check=True)
+    env.run("restore-db", "latest", "postgresql:spaced", check=True)
+    assert slave.sql("SELECT v FROM t", "spaced") == [("master",)]
     assert slave.sql("SELECT v FROM t", "app") == [("master",)]
     assert slave.sql("SELECT datconnlimit FROM pg_database WHERE datname = 'app'") == [(9,)]
