@@ -195,9 +195,11 @@ class PostgreSQL(Engine):
             ) from None
 
     def _drop_database(self, name: str) -> None:
-        template = "SELECT 1 FROM pg_database WHERE datname = %s AND datistemplate"
-        if self._query(template, (name,)):  # a template cannot be dropped
+        found = self._query(_DROP_BLOCKERS, (name,))
+        if found and found[0][0]:  # a template cannot be dropped
             self._query(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
+        if found and found[0][1]:  # nor a database with subscriptions
+            self._query(_DROP_SUBSCRIPTIONS, database=name)
         force = sql.SQL(" WITH (FORCE)") if self._version_num() >= 130000 else sql.SQL("")
         self._query(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)) + force)
 
@@ -242,6 +244,26 @@ class PostgreSQL(Engine):
         return b"\n".join(line for line in lines if line is not None)
 
 
+_DROP_BLOCKERS = """
+SELECT d.datistemplate, EXISTS (SELECT FROM pg_subscription s WHERE s.subdbid = d.oid)
+FROM pg_database d WHERE d.datname = %s
+"""
+# Detached from their replication slots first: dropping a subscription must
+# never reach its publisher (a loaded copy names the master's own slot).
+_DROP_SUBSCRIPTIONS = """
+DO $drop$
+DECLARE
+    name text;
+BEGIN
+    FOR name IN SELECT subname FROM pg_subscription
+            WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) LOOP
+        EXECUTE format('ALTER SUBSCRIPTION %I DISABLE', name);
+        EXECUTE format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', name);
+        EXECUTE format('DROP SUBSCRIPTION %I', name);
+    END LOOP;
+END
+$drop$
+"""
 _MISSING_ROLE = re.compile(r'ERROR: +role ".*" does not exist')
 
 # One transaction: end the target's other sessions, rename it aside, rename the

@@ -176,6 +176,8 @@ SHOP_OBJECTS = [
     "ALTER DEFAULT PRIVILEGES FOR ROLE alice IN SCHEMA app GRANT SELECT ON TABLES TO readers",
     "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC",
     "CREATE PUBLICATION items_pub FOR TABLE app.items",
+    "CREATE SUBSCRIPTION items_sub CONNECTION 'host=/nonexistent dbname=shop'"
+    " PUBLICATION items_pub WITH (connect = false)",
     "CREATE FUNCTION public.on_ddl() RETURNS event_trigger LANGUAGE plpgsql"
     " AS $e$BEGIN RAISE NOTICE 'ddl'; END$e$",
     "CREATE EVENT TRIGGER note_ddl ON ddl_command_end EXECUTE FUNCTION public.on_ddl()",
