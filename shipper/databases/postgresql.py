@@ -28,6 +28,7 @@ sessions connected to that database are ended at the swap.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -45,6 +46,8 @@ from .base import (
     scratch_name,
     write_private,
 )
+
+log = logging.getLogger("shipper.databases")
 
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 MAINTENANCE_DB = "postgres"
@@ -208,7 +211,13 @@ class PostgreSQL(Engine):
 
     def _replace(self, scratch: str, target: str) -> None:
         aside = scratch_name("old", target)
-        self._drop_database(aside)  # left by a swap that committed and then died: replaced data
+        try:
+            self._drop_database(aside)  # left by a swap that committed and then died: old data
+        except DatabaseError as exc:
+            raise DatabaseError(
+                f"{exc}; the old copy {aside} an earlier load left cannot be dropped and {target} "
+                f"was left as it was before; drop {aside} by hand and load again"
+            ) from None
         try:
             self._query(_SWAP, (target, target, aside, scratch, target), self._admin_db(target))
         except DatabaseError as exc:
@@ -216,7 +225,16 @@ class PostgreSQL(Engine):
                 f"{exc}; moving the loaded database into {target} failed and {target} was left "
                 "as it was before; if other sessions keep connecting to it, stop them"
             ) from None
-        self._drop_database(aside)
+        try:
+            self._drop_database(aside)
+        except DatabaseError as exc:  # the load is complete: say so, but do not fail it
+            log.warning(
+                "%s; %s is loaded, but its old copy %s could not be dropped; drop it by hand "
+                "(the next load tries again)",
+                exc,
+                target,
+                aside,
+            )
 
     def _admin_db(self, target: str) -> str:
         return "template1" if target == MAINTENANCE_DB else MAINTENANCE_DB

@@ -7,10 +7,14 @@ lists what may differ and why. Every other difference fails.
 from __future__ import annotations
 
 import dataclasses
+import io
+import os
+import subprocess
 from typing import Any, Callable, List
 
 import pytest
 
+from shipper.databases import DatabaseError, PostgreSQL, base
 from tests.fidelity import postgresql_messy as messy
 from tests.shipperenv import ShipperEnv
 
@@ -113,3 +117,35 @@ def test_failed_loads_say_what_to_do_and_keep_the_slave_database(
     assert slave.sql("SELECT v FROM t", "spaced") == [("master",)]
     assert slave.sql("SELECT v FROM t", "app") == [("master",)]
     assert slave.sql("SELECT datconnlimit FROM pg_database WHERE datname = 'app'") == [(9,)]
+
+
+def test_an_old_copy_that_cannot_be_dropped_is_named(
+    postgresql_server: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = postgresql_server
+    server.sql("DROP DATABASE IF EXISTS stuck")
+    server.sql("CREATE DATABASE stuck")
+    server.sql("CREATE TABLE t (v text); INSERT INTO t VALUES ('before')", "stuck")
+    engine = PostgreSQL(server.config(databases=["stuck"]))
+    with engine.credentials():
+        job = engine.dump_jobs()[1]
+        dump = subprocess.run(job.command, env={**os.environ, **job.env}, capture_output=True)
+    server.sql("UPDATE t SET v = 'after'", "stuck")
+    real_drop = engine._drop_database
+    aside = base.scratch_name("old", "stuck")
+
+    def stuck_drop(name: str) -> None:
+        if name == aside and server.sql(f"SELECT 1 FROM pg_database WHERE datname = '{aside}'"):
+            raise DatabaseError("postgresql: ERROR: cannot drop it")
+        real_drop(name)
+
+    monkeypatch.setattr(engine, "_drop_database", stuck_drop)
+    engine.load(io.BytesIO(dump.stdout), "stuck")  # the old copy stays: a warning, no failure
+    assert server.sql("SELECT v FROM t", "stuck") == [("before",)]
+    assert f"its old copy {aside} could not be dropped" in caplog.text
+
+    with pytest.raises(DatabaseError, match=f"drop {aside} by hand and load again"):
+        engine.load(io.BytesIO(dump.stdout), "stuck")
+    monkeypatch.undo()
+    engine.load(io.BytesIO(dump.stdout), "stuck")
+    assert not server.sql(f"SELECT 1 FROM pg_database WHERE datname = '{aside}'")
