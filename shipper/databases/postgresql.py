@@ -167,23 +167,9 @@ class PostgreSQL(Engine):
 
     def _create_database(self, name: str, properties: Dict[str, Any]) -> None:
         options = [sql.SQL("TEMPLATE template0")]
-        for option, key in (
-            ("ENCODING", "encoding"),
-            ("LC_COLLATE", "collate"),
-            ("LC_CTYPE", "ctype"),
-        ):
+        for template, key, quote in _CREATE_OPTIONS:
             if properties.get(key):
-                options.append(sql.SQL(f"{option} {{}}").format(sql.Literal(properties[key])))
-        if properties.get("icu_locale"):
-            options.append(
-                sql.SQL("LOCALE_PROVIDER icu ICU_LOCALE {}").format(
-                    sql.Literal(properties["icu_locale"])
-                )
-            )
-        if properties.get("tablespace"):
-            options.append(
-                sql.SQL("TABLESPACE {}").format(sql.Identifier(properties["tablespace"]))
-            )
+                options.append(sql.SQL(template).format(quote(properties[key])))
         query = sql.SQL("CREATE DATABASE {} ").format(sql.Identifier(name)) + sql.SQL(" ").join(
             options
         )
@@ -262,6 +248,16 @@ class PostgreSQL(Engine):
         return b"\n".join(line for line in lines if line is not None)
 
 
+# CREATE DATABASE options for the header's properties (absent: the server's default).
+_CREATE_OPTIONS = (
+    ("ENCODING {}", "encoding", sql.Literal),
+    ("LC_COLLATE {}", "collate", sql.Literal),
+    ("LC_CTYPE {}", "ctype", sql.Literal),
+    ("LOCALE_PROVIDER icu ICU_LOCALE {}", "icu_locale", sql.Literal),
+    ("ICU_RULES {}", "icu_rules", sql.Literal),  # PostgreSQL 16+
+    ("LOCALE_PROVIDER builtin BUILTIN_LOCALE {}", "builtin_locale", sql.Literal),  # 17+
+    ("TABLESPACE {}", "tablespace", sql.Identifier),
+)
 _DROP_BLOCKERS = """
 SELECT d.datistemplate, EXISTS (SELECT FROM pg_subscription s WHERE s.subdbid = d.oid)
 FROM pg_database d WHERE d.datname = %s
@@ -358,12 +354,19 @@ END LOOP; END$shipper$;"""
 # ---------------------------------------------------------------- the dump side
 
 
+# Columns newer servers have are read through to_jsonb (NULL where missing).
 _PROPERTIES = """
-SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
+SELECT pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate,
+       d.datctype AS ctype,
        CASE WHEN to_jsonb(d) ->> 'datlocprovider' = 'i'
-            THEN coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale') END,
-       pg_get_userbyid(d.datdba), shobj_description(d.oid, 'pg_database'), d.datacl IS NOT NULL,
-       d.datconnlimit, nullif(t.spcname, 'pg_default'), d.datistemplate
+            THEN coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale')
+       END AS icu_locale,
+       to_jsonb(d) ->> 'daticurules' AS icu_rules,
+       CASE WHEN to_jsonb(d) ->> 'datlocprovider' = 'b' THEN to_jsonb(d) ->> 'datlocale'
+       END AS builtin_locale,
+       nullif(t.spcname, 'pg_default') AS tablespace,
+       pg_get_userbyid(d.datdba) AS owner, shobj_description(d.oid, 'pg_database') AS comment,
+       d.datacl IS NOT NULL AS has_acl, d.datconnlimit AS limit, d.datistemplate AS template
 FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace
 WHERE d.datname = current_database()
 """
@@ -386,26 +389,22 @@ def database_header(conn: Any) -> tuple:
     """(properties for the header line, the DO block) of the connected database."""
     with conn.cursor() as cur:
         cur.execute(_PROPERTIES)
-        (encoding, collate, ctype, icu, owner, comment, has_acl, limit, space, template) = (
-            cur.fetchone()
-        )
+        row = dict(zip([column[0] for column in cur.description], cur.fetchone()))
         cur.execute(_ACL)
-        acl = cur.fetchall() if has_acl else []
+        acl = cur.fetchall() if row["has_acl"] else []
         cur.execute(_SETTINGS)
         settings = cur.fetchall()
-    properties = {"engine": "postgresql", "encoding": encoding, "collate": collate, "ctype": ctype}
-    if icu:
-        properties["icu_locale"] = icu
-    if space:
-        properties["tablespace"] = space
+    properties = {"engine": "postgresql"}
+    properties.update((key, row[key]) for _, key, _ in _CREATE_OPTIONS if row[key])
+    owner, limit, comment = row["owner"], row["limit"], row["comment"]
     statements = [_execute("ALTER DATABASE %I OWNER TO %I", owner)]
     if limit != -1:
         statements.append(_execute(f"ALTER DATABASE %I WITH CONNECTION LIMIT {int(limit)}"))
-    if template:
+    if row["template"]:
         statements.append(_execute("ALTER DATABASE %I IS_TEMPLATE true"))
     if comment is not None:
         statements.append(_execute("COMMENT ON DATABASE %I IS %L", comment))
-    if has_acl:
+    if row["has_acl"]:
         statements += [
             _execute("REVOKE ALL ON DATABASE %I FROM PUBLIC"),
             _execute("REVOKE ALL ON DATABASE %I FROM %I", owner),
