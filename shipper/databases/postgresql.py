@@ -322,8 +322,8 @@ _ROLE_TAIL = re.compile(rb"( PASSWORD '[^']*')?( VALID UNTIL '[^']*')?;$")
 def _whole_role(line: bytes, role: bytes, expiring: bool) -> bytes:
     """A role's ALTER ROLE, also clearing what the master's role has not and this one has.
 
-    pg_dumpall leaves out a missing password, expiry, settings, comment and
-    membership;
+    pg_dumpall leaves out a missing password, expiry, settings, comment,
+    membership and privilege;
     over an existing role those would stay as the slave had them. A role
     can never expire again (NULL) once it has: 'infinity' means the same.
     """
@@ -336,18 +336,29 @@ def _whole_role(line: bytes, role: bytes, expiring: bool) -> bytes:
             line[: tail.start()] + password + until + b";",
             b"ALTER ROLE " + role + b" RESET ALL;",
             b"COMMENT ON ROLE " + role + b" IS NULL;",
-            _REVOKE_MEMBERSHIPS.replace(b"ROLE", b"'" + role.replace(b"'", b"''") + b"'"),
+            _REVOKE_GRANTS.replace(b"@ROLE@", b"'" + role.replace(b"'", b"''") + b"'"),
         ]
     )
 
 
-# The role's memberships go; the master's are granted again further down the
-# dump. From PostgreSQL 16 on, a membership is revoked per grantor.
-_REVOKE_MEMBERSHIPS = b"""DO $shipper$DECLARE m record; BEGIN
-FOR m IN SELECT roleid, grantor FROM pg_auth_members WHERE member = ROLE::regrole LOOP
-EXECUTE format('REVOKE %I FROM %s', pg_get_userbyid(m.roleid), ROLE)
+# What the role was granted server-wide goes: memberships, privileges on
+# parameters (15+) and tablespaces. The master's are granted again further down
+# the dump. From PostgreSQL 16 on, a membership is revoked per grantor.
+_REVOKE_GRANTS = b"""DO $shipper$DECLARE m record; p text; BEGIN
+FOR m IN SELECT roleid, grantor FROM pg_auth_members WHERE member = @ROLE@::regrole LOOP
+EXECUTE format('REVOKE %I FROM %s', pg_get_userbyid(m.roleid), @ROLE@)
 || CASE WHEN current_setting('server_version_num')::int >= 160000
    THEN format(' GRANTED BY %I', pg_get_userbyid(m.grantor)) ELSE '' END;
+END LOOP;
+IF to_regclass('pg_catalog.pg_parameter_acl') IS NOT NULL THEN
+FOR p IN EXECUTE 'SELECT DISTINCT parname FROM pg_parameter_acl, aclexplode(paracl) a
+    WHERE a.grantee = $1' USING @ROLE@::regrole LOOP
+EXECUTE format('REVOKE ALL ON PARAMETER %I FROM %s CASCADE', p, @ROLE@);
+END LOOP;
+END IF;
+FOR p IN SELECT DISTINCT spcname FROM pg_tablespace, aclexplode(spcacl) a
+    WHERE a.grantee = @ROLE@::regrole AND a.grantee <> spcowner LOOP
+EXECUTE format('REVOKE ALL ON TABLESPACE %I FROM %s CASCADE', p, @ROLE@);
 END LOOP; END$shipper$;"""
 
 

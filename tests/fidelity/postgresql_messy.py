@@ -46,6 +46,8 @@ MASTER_ROLES = [
     "ALTER ROLE alice SET work_mem = '8MB'",
     'ALTER ROLE alice SET search_path = app, "Odd Schema", public',
     "COMMENT ON ROLE alice IS 'owns the shop ☃'",
+    "GRANT SET ON PARAMETER log_statement TO alice",
+    "GRANT SET, ALTER SYSTEM ON PARAMETER work_mem TO readers WITH GRANT OPTION",
 ]
 
 # The slave's older, different accounts: another password, other attributes,
@@ -59,6 +61,8 @@ SLAVE_ROLES = [
     "ALTER ROLE readers SET maintenance_work_mem = '64MB'",
     "GRANT replicator TO readers",  # only on the slave
     "GRANT readers TO alice",  # the master's has ADMIN OPTION
+    "GRANT ALTER SYSTEM ON PARAMETER log_statement TO alice",
+    "GRANT SET ON PARAMETER work_mem TO replicator",
     "COMMENT ON ROLE alice IS 'old comment'",
     "COMMENT ON ROLE readers IS 'only the slave says so'",
 ]
@@ -223,7 +227,7 @@ def build_master(server: Any, icu: bool) -> None:
 
 def build_slave(server: Any, icu: bool) -> None:
     _run(server, SLAVE_ROLES)
-    _run(server, [tablespace(server, "postgres")])
+    _run(server, [tablespace(server, "postgres"), f'GRANT CREATE ON TABLESPACE "{SPACE}" TO alice'])
     _run(server, slave_databases(icu))
     _run(server, SHOP_SLAVE_OBJECTS, SHOP)
     _run(server, LATIN_SLAVE_OBJECTS, LATIN)
