@@ -104,6 +104,7 @@ def slave_databases(icu: bool) -> List[str]:
         f"ALTER ROLE slave_only IN DATABASE \"{SHOP}\" SET work_mem = '3MB'",
         f'CREATE DATABASE "{LATIN}" OWNER alice',
         f"CREATE DATABASE {PLAIN} CONNECTION LIMIT 7",
+        "CREATE DATABASE slave_only_db",
         f'CREATE DATABASE "{TEMPLATE}" IS_TEMPLATE true',
     ]
     if icu:
