@@ -348,7 +348,7 @@ _REVOKE_GRANTS = b"""DO $shipper$DECLARE m record; p text; BEGIN
 FOR m IN SELECT roleid, grantor FROM pg_auth_members WHERE member = @ROLE@::regrole LOOP
 EXECUTE format('REVOKE %I FROM %s', pg_get_userbyid(m.roleid), @ROLE@)
 || CASE WHEN current_setting('server_version_num')::int >= 160000
-   THEN format(' GRANTED BY %I', pg_get_userbyid(m.grantor)) ELSE '' END;
+   THEN format(' GRANTED BY %I', pg_get_userbyid(m.grantor)) ELSE '' END || ' CASCADE';
 END LOOP;
 IF to_regclass('pg_catalog.pg_parameter_acl') IS NOT NULL THEN
 FOR p IN EXECUTE 'SELECT DISTINCT parname FROM pg_parameter_acl, aclexplode(paracl) a
