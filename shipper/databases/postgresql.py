@@ -17,8 +17,8 @@ comment, privileges, and per-database and per-role-in-database settings.
 Globals: pg_dumpall --globals-only (roles with their password hashes,
 memberships, tablespaces). Loading it creates missing roles and makes existing
 ones the master's exactly (what the master's role lacks - password, settings,
-comment, memberships - is cleared too); the role running the load keeps its
-own attributes and password, and an existing tablespace its folder.
+comment, memberships, privileges - is cleared too); the role running the load
+keeps its own attributes and password, and an existing tablespace its folder.
 
 Load: into a scratch database, then one transaction renames the old
 database aside and the scratch database into its place, and the old one is
@@ -322,10 +322,10 @@ _ROLE_TAIL = re.compile(rb"( PASSWORD '[^']*')?( VALID UNTIL '[^']*')?;$")
 def _whole_role(line: bytes, role: bytes, expiring: bool) -> bytes:
     """A role's ALTER ROLE, also clearing what the master's role has not and this one has.
 
-    pg_dumpall leaves out a missing password, expiry, settings, comment,
-    membership and privilege;
-    over an existing role those would stay as the slave had them. A role
-    can never expire again (NULL) once it has: 'infinity' means the same.
+    pg_dumpall leaves out what a role lacks (password, expiry, settings,
+    comment, memberships, privileges); over an existing role those would stay
+    as the slave had them. A role can never expire again (NULL) once it has:
+    'infinity' means the same.
     """
     tail = _ROLE_TAIL.search(line)
     assert tail is not None  # the pattern matches any line ending in ';'
