@@ -150,3 +150,4 @@ def test_an_old_copy_that_cannot_be_dropped_is_named(
     monkeypatch.undo()
     engine.load(io.BytesIO(dump.stdout), "stuck")
     assert not server.sql(f"SELECT 1 FROM pg_database WHERE datname = '{aside}'")
+    server.sql("DROP DATABASE stuck")  # the server is shared with other tests
