@@ -28,7 +28,9 @@ the old database stays whole until the new one is complete.
 
 from __future__ import annotations
 
+import functools
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ from .base import (
     Engine,
     exec_with_header,
     find_tool,
+    is_scratch,
     read_password,
     scratch_name,
     write_private,
@@ -63,6 +66,20 @@ DUMP_OPTIONS = [
 CLIENT_OPTIONS = ["--batch", "--default-character-set=utf8mb4", "--max-allowed-packet=1G"]
 LOCK_WAIT = 60  # seconds a swap waits for other sessions' table locks
 ER_NO_SUCH_TABLE = 1146
+ER_NONEXISTING_GRANT = 1133
+ER_VIEW_INVALID = 1356
+VIEW_NOT_YET = (ER_NO_SUCH_TABLE, ER_VIEW_INVALID)  # a view on a view not re-created yet
+# MariaDB's character sets as Python names them (latin1 is cp1252 in MariaDB).
+PYTHON_CODECS = {
+    "utf8mb4": "utf-8",
+    "utf8mb3": "utf-8",
+    "utf8": "utf-8",
+    "latin1": "cp1252",
+    "ascii": "ascii",
+    "binary": "latin-1",
+}
+# A pseudo-role every account holds (10.11+): it exists on every server and cannot be created.
+PUBLIC = "PUBLIC"
 
 
 def quote(name: str) -> str:
@@ -163,7 +180,8 @@ class MariaDB(Engine):
     # ------------------------------------------------------------ commands
 
     def _dump_command(self, database: str) -> List[str]:
-        dump = [*self._tool(DUMP_TOOLS), *DUMP_OPTIONS, "--", database]
+        tool = self._tool(DUMP_TOOLS)
+        dump = [*tool, *DUMP_OPTIONS, *_history_option(tool[0]), "--", database]
         return [*_module(), "dump", self.option_file, database, "--", *dump]
 
     def _globals_command(self) -> List[str]:
@@ -176,10 +194,16 @@ class MariaDB(Engine):
     # ------------------------------------------------------------ loads
 
     def _create_database(self, name: str, properties: Dict[str, Any]) -> None:
-        options = ""
-        if properties.get("charset") and properties.get("collation"):
-            options = f" CHARACTER SET {properties['charset']} COLLATE {properties['collation']}"
-        self._query(f"CREATE DATABASE {quote(name)}{options}")
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {quote(name)}{_options(cur, properties)}")
+        except pymysql.MySQLError as exc:
+            raise DatabaseError(
+                f"{self.describe()}: cannot create the scratch database {name}: {_text(exc)}"
+            ) from None
+        finally:
+            conn.close()
 
     def _drop_database(self, name: str) -> None:
         self._query(f"DROP DATABASE IF EXISTS {quote(name)}")
@@ -211,32 +235,36 @@ class CodeObject:
     kind: str  # PROCEDURE, FUNCTION, VIEW, TRIGGER, EVENT: the order they are created in
     name: str
     create: str
+    # The session it was created in; the server records them with the object.
     sql_mode: Optional[str]
     time_zone: Optional[str]
+    charset_client: Optional[str]
+    collation_connection: Optional[str]
+    comment: Optional[str]  # a routine's: SHOW CREATE garbles it unless created over utf8
 
 
 CODE_KINDS = {
     "PROCEDURE": (
-        "SELECT ROUTINE_NAME FROM information_schema.ROUTINES "
+        "SELECT ROUTINE_NAME, ROUTINE_COMMENT FROM information_schema.ROUTINES "
         "WHERE ROUTINE_SCHEMA = %s AND ROUTINE_TYPE = 'PROCEDURE'",
         "Create Procedure",
     ),
     "FUNCTION": (
-        "SELECT ROUTINE_NAME FROM information_schema.ROUTINES "
+        "SELECT ROUTINE_NAME, ROUTINE_COMMENT FROM information_schema.ROUTINES "
         "WHERE ROUTINE_SCHEMA = %s AND ROUTINE_TYPE = 'FUNCTION'",
         "Create Function",
     ),
     "VIEW": (
-        "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s",
+        "SELECT TABLE_NAME, NULL FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s",
         "Create View",
     ),
     "TRIGGER": (
-        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
+        "SELECT TRIGGER_NAME, NULL FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
         "ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER",
         "SQL Original Statement",
     ),
     "EVENT": (
-        "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s",
+        "SELECT EVENT_NAME, NULL FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s",
         "Create Event",
     ),
 }
@@ -251,15 +279,18 @@ def _swap(cur: Any, scratch: str, target: str, aside: str) -> None:
         )
     had_target = _exists(cur, target)
     if had_target:
-        cur.execute(f"CREATE DATABASE {quote(aside)}{_charset_of(cur, target)}")
+        cur.execute(f"CREATE DATABASE {quote(aside)}{_options_of(cur, target)}")
         try:
             _move(cur, target, aside)
         except BaseException:
             cur.execute(f"DROP DATABASE {quote(aside)}")  # empty again: the move was undone
             raise
-    else:
-        cur.execute(f"CREATE DATABASE {quote(target)}{_charset_of(cur, scratch)}")
     try:
+        # Before the move: code objects record the database's collation when created.
+        if had_target:
+            cur.execute(f"ALTER DATABASE {quote(target)}{_options_of(cur, scratch)}")
+        else:
+            cur.execute(f"CREATE DATABASE {quote(target)}{_options_of(cur, scratch)}")
         _move(cur, scratch, target)
     except BaseException:
         _put_back(cur, target, aside, had_target)
@@ -274,6 +305,7 @@ def _put_back(cur: Any, target: str, aside: str, had_target: bool) -> None:
         cur.execute(f"DROP DATABASE {quote(target)}")
         return
     try:
+        cur.execute(f"ALTER DATABASE {quote(target)}{_options_of(cur, aside)}")
         _move(cur, aside, target)
     except pymysql.MySQLError as exc:
         raise DatabaseError(
@@ -317,13 +349,36 @@ def _code_objects(cur: Any, database: str) -> List[CodeObject]:
     cur.execute(f"USE {quote(database)}")  # SHOW CREATE VIEW then leaves out the database name
     found = []
     for kind, (listing, column) in CODE_KINDS.items():
-        for (name,) in _rows(cur, listing, database):
+        for name, comment in _rows(cur, listing, database):
             cur.execute(f"SHOW CREATE {kind} {quote(name)}")
             row = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+            create = row[column]
+            if kind == "VIEW" and is_scratch(database):
+                create = _unqualified(create, database)
             found.append(
-                CodeObject(kind, name, row[column], row.get("sql_mode"), row.get("time_zone"))
+                CodeObject(
+                    kind,
+                    name,
+                    create,
+                    row.get("sql_mode"),
+                    row.get("time_zone"),
+                    row.get("character_set_client"),
+                    row.get("collation_connection"),
+                    comment,
+                )
             )
     return found
+
+
+def _unqualified(create: str, database: str) -> str:
+    """A view's text without its own (scratch) database's name.
+
+    SHOW CREATE VIEW leaves out the current database's name only for a view it can
+    open; a view whose DEFINER may not use the scratch database (a reporting user with
+    rights on the real one only) comes back naming it everywhere. Scratch names are
+    shipper's own (shipper_load_<hex>), so no other text can contain them.
+    """
+    return create.replace(f"{quote(database)}.", "")
 
 
 def _drop_code(cur: Any, database: str, code: List[CodeObject]) -> None:
@@ -342,21 +397,51 @@ def _create_code(cur: Any, database: str, code: List[CodeObject]) -> None:
 
 
 def _create_one(cur: Any, obj: CodeObject, tolerate_missing: bool) -> bool:
-    """Create one object with its own sql_mode (and time zone); False: a view's table is missing."""
-    cur.execute("SET @shipper_mode = @@SESSION.sql_mode, @shipper_tz = @@SESSION.time_zone")
+    """Create one object in the session it was made in (sql_mode, time zone, client character
+    set and collation); False: a view's table or view is not there yet."""
+    cur.execute(
+        "SET @shipper_mode = @@SESSION.sql_mode, @shipper_tz = @@SESSION.time_zone, "
+        "@shipper_cs = @@SESSION.character_set_client, "
+        "@shipper_coll = @@SESSION.collation_connection"
+    )
     try:
         if obj.sql_mode is not None:
             cur.execute("SET SESSION sql_mode = %s", (obj.sql_mode,))
         if obj.time_zone is not None:
             cur.execute("SET SESSION time_zone = %s", (obj.time_zone,))
-        cur.execute(obj.create)
+        cur.execute(_in_client_charset(cur, obj))
     except pymysql.MySQLError as exc:
-        if tolerate_missing and obj.kind == "VIEW" and exc.args[0] == ER_NO_SUCH_TABLE:
+        if tolerate_missing and obj.kind == "VIEW" and exc.args[0] in VIEW_NOT_YET:
             return False
         raise
     finally:
-        cur.execute("SET SESSION sql_mode = @shipper_mode, time_zone = @shipper_tz")
+        cur.execute(
+            "SET SESSION sql_mode = @shipper_mode, time_zone = @shipper_tz, "
+            "character_set_client = @shipper_cs, collation_connection = @shipper_coll"
+        )
+    if obj.comment and not (obj.charset_client or "").startswith("utf8"):
+        # SHOW CREATE shows such a routine's COMMENT as if its UTF-8 were the client's
+        # character set; information_schema has it right.
+        cur.execute(f"ALTER {obj.kind} {quote(obj.name)} COMMENT %s", (obj.comment,))
     return True
+
+
+def _in_client_charset(cur: Any, obj: CodeObject) -> Any:
+    """The object's statement as its own client sent it: the client character set is
+    switched for it (the server keeps it with the object) and the text encoded in it.
+    Text that character set cannot hold stays in utf8mb4, as it came from the server."""
+    codec = PYTHON_CODECS.get(obj.charset_client or "")
+    if codec is None or obj.collation_connection is None:
+        return obj.create
+    try:
+        encoded = obj.create.encode(codec)
+    except UnicodeEncodeError:
+        return obj.create
+    cur.execute(
+        "SET SESSION character_set_client = %s, collation_connection = %s",
+        (obj.charset_client, obj.collation_connection),
+    )
+    return encoded
 
 
 def _exists(cur: Any, database: str) -> bool:
@@ -365,14 +450,34 @@ def _exists(cur: Any, database: str) -> bool:
     )
 
 
-def _charset_of(cur: Any, database: str) -> str:
-    charset, collation = _rows(
-        cur,
-        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
-        "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
-        database,
-    )[0]
-    return f" CHARACTER SET {charset} COLLATE {collation}"
+def _properties(cur: Any, database: str) -> Dict[str, Any]:
+    """Character set, collation and (MariaDB 10.5+) COMMENT of an existing database; {}: none."""
+    cur.execute("SELECT * FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,))
+    found = cur.fetchone()
+    if found is None:
+        return {}
+    row = dict(zip([d[0].upper() for d in cur.description], found))
+    properties = {
+        "charset": row["DEFAULT_CHARACTER_SET_NAME"],
+        "collation": row["DEFAULT_COLLATION_NAME"],
+    }
+    if "SCHEMA_COMMENT" in row:
+        properties["comment"] = row["SCHEMA_COMMENT"] or ""
+    return properties
+
+
+def _options(cur: Any, properties: Dict[str, Any]) -> str:
+    """CREATE/ALTER DATABASE options for `properties` (what a dump's header names)."""
+    options = ""
+    if properties.get("charset") and properties.get("collation"):
+        options = f" CHARACTER SET {properties['charset']} COLLATE {properties['collation']}"
+    if "comment" in properties:
+        options += f" COMMENT {cur.connection.escape(properties['comment'])}"
+    return options
+
+
+def _options_of(cur: Any, database: str) -> str:
+    return _options(cur, _properties(cur, database))
 
 
 def _rows(cur: Any, sql: str, *params: Any) -> List[tuple]:
@@ -386,24 +491,18 @@ def _rows(cur: Any, sql: str, *params: Any) -> List[tuple]:
 def database_properties(conn: Any, database: str) -> Dict[str, Any]:
     """What a database must be created with before its dump is loaded."""
     with conn.cursor() as cur:
-        rows = _rows(
-            cur,
-            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
-            "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
-            database,
-        )
-    if not rows:
-        # A database the account may not read is hidden too: let the server say which.
-        with conn.cursor() as cur:
+        properties = _properties(cur, database)
+        if not properties:
+            # A database the account may not read is hidden too: let the server say which.
             cur.execute(f"USE {quote(database)}")
-        raise DatabaseError(f"mariadb: database {database!r} does not exist")
-    return {"engine": "mariadb", "charset": rows[0][0], "collation": rows[0][1]}
+            raise DatabaseError(f"mariadb: database {database!r} does not exist")
+    return {"engine": "mariadb", **properties}
 
 
 def globals_dump(conn: Any) -> str:
     """Users, roles and grants as SQL that never touches the account running it."""
     with conn.cursor() as cur:
-        accounts = _rows(
+        listed = _rows(
             cur, "SELECT User, Host, is_role FROM mysql.user ORDER BY is_role DESC, User, Host"
         )
         lines = [
@@ -413,10 +512,15 @@ def globals_dump(conn: Any) -> str:
             "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO';",
             "DELIMITER ;;",
         ]
-        lines += [_create_account(user, host, role == "Y") for user, host, role in accounts]
-        for user, host, role in accounts:
-            lines += _account_block(cur, user, host, role == "Y")
-        lines += ["DELIMITER ;", "-- Dump completed", ""]
+        blocks = []
+        for user, host, role in listed:
+            statements = _account_statements(cur, user, host, role == "Y")
+            if statements is None:
+                lines.append(f"-- {_account(user, host, role == 'Y')}: ignored by the server")
+                continue
+            lines.append(_create_account(user, host, role == "Y"))
+            blocks += _account_block(user, host, role == "Y", statements)
+        lines += [*blocks, "DELIMITER ;", "-- Dump completed", ""]
     return "\n".join(lines)
 
 
@@ -429,6 +533,8 @@ def _create_account(user: str, host: str, role: bool) -> str:
     (granting a role needs its ADMIN OPTION), unless the loader holds the role itself."""
     if not role:
         return f"CREATE USER IF NOT EXISTS {_account(user, host, role)};;"
+    if user == PUBLIC:
+        return f"-- {PUBLIC} is built in: only its grants are loaded"
     return (
         "IF NOT EXISTS (SELECT 1 FROM information_schema.APPLICABLE_ROLES "
         f"WHERE BINARY ROLE_NAME = {_hex(user)}) THEN CREATE OR REPLACE ROLE {quote(user)}; "
@@ -441,17 +547,26 @@ def _hex(text: str) -> str:
     return "0x" + text.encode().hex() if text else "''"
 
 
-def _account_block(cur: Any, user: str, host: str, role: bool) -> List[str]:
+def _account_statements(cur: Any, user: str, host: str, role: bool) -> Optional[List[str]]:
+    """ALTER USER and the GRANTs that make the account what it is here; None for an account
+    the server lists but ignores (a host name under skip-name-resolve: no one can use it)."""
     account = _account(user, host, role)
     statements = []
-    if not role:
-        cur.execute(f"SHOW CREATE USER {account}")
-        create = cur.fetchone()[0]
-        statements.append("ALTER" + create[len("CREATE") :])
-    cur.execute(f"SHOW GRANTS FOR {account}")
-    statements += [row[0] for row in cur.fetchall()]
+    try:
+        if not role:
+            cur.execute(f"SHOW CREATE USER {account}")
+            statements.append("ALTER" + cur.fetchone()[0][len("CREATE") :])
+        cur.execute(f"SHOW GRANTS FOR {account}")
+    except pymysql.MySQLError as exc:
+        if exc.args[0] == ER_NONEXISTING_GRANT:
+            return None
+        raise
+    return statements + [row[0] for row in cur.fetchall()]
+
+
+def _account_block(user: str, host: str, role: bool, statements: List[str]) -> List[str]:
     return [
-        f"-- {account}",
+        f"-- {_account(user, host, role)}",
         "BEGIN NOT ATOMIC",
         "  DECLARE CONTINUE HANDLER FOR 1146, 1305 BEGIN END;  -- table or routine not loaded yet",
         f"  IF BINARY CURRENT_USER() <> {_hex(f'{user}@{host}')} THEN",
@@ -491,6 +606,17 @@ def _find(tools: Sequence[str], label: str) -> str:
     return find_tool(tools, label, "the MariaDB client (mariadb-client)")
 
 
+@functools.cache
+def _history_option(tool: str) -> List[str]:
+    """--dump-history where the dump tool has it (MariaDB 10.11+): without it a
+    system-versioned table loses its history rows and its rows' timestamps."""
+    try:
+        done = subprocess.run([tool, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return ["--dump-history"] if "--dump-history" in done.stdout else []
+
+
 def _module() -> List[str]:
     return [sys.executable, "-m", "shipper.databases.mariadb"]
 
@@ -503,7 +629,7 @@ def _open(user: str, password: str, where: Dict[str, Any], database: Optional[st
         address = {"host": where["host"], "port": int(where["port"])}
     return pymysql.connect(
         user=user,
-        password=password,
+        password=password.encode(),  # pymysql's default for str is latin-1
         database=database,
         autocommit=True,
         charset="utf8mb4",
