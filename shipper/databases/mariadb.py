@@ -181,7 +181,8 @@ class MariaDB(Engine):
 
     def _dump_command(self, database: str) -> List[str]:
         tool = self._tool(DUMP_TOOLS)
-        dump = [*tool, *DUMP_OPTIONS, *_history_option(tool[0]), "--", database]
+        options = [*DUMP_OPTIONS, *_history_option(tool[0]), *self.server.dump_options]
+        dump = [*tool, *options, "--", database]
         return [*_module(), "dump", self.option_file, database, "--", *dump]
 
     def _globals_command(self) -> List[str]:

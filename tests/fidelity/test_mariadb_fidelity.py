@@ -421,3 +421,18 @@ def test_mariadb_everything_else_is_exact(trip: Dict[str, Any]) -> None:
     # Accounts only the slave has stay (docs/fidelity.md): compare the master's.
     assert {k: slave_accounts.get(k) for k in master_accounts} == master_accounts
     assert set(slave_accounts) - set(master_accounts) == {"slave_only@%"}
+
+
+def test_mariadb_dump_options_reach_the_dump(make_mariadb_server: Callable[..., Any]) -> None:
+    """dump_options are passed to mariadb-dump: --skip-add-drop-table shows in the dump."""
+    server = make_mariadb_server()
+    server.sql("CREATE DATABASE opts")
+    server.sql("CREATE TABLE t (id INT)", "opts")
+    plain, _ = dump_each(MariaDB(server.config(databases=["opts"])))
+    extra, errors = dump_each(
+        MariaDB(server.config(databases=["opts"], dump_options=["--skip-add-drop-table"]))
+    )
+    assert errors == {}
+    assert b"DROP TABLE IF EXISTS `t`" in plain["mariadb:opts"]
+    assert b"DROP TABLE" not in extra["mariadb:opts"]
+    assert b"CREATE TABLE `t`" in extra["mariadb:opts"]
