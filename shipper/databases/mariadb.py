@@ -496,7 +496,7 @@ def database_properties(conn: Any, database: str) -> Dict[str, Any]:
         if not properties:
             # A database the account may not read is hidden too: let the server say which.
             cur.execute(f"USE {quote(database)}")
-            raise DatabaseError(f"mariadb: database {database!r} does not exist")
+            raise DatabaseError(f"database {database!r} does not exist")
     return {"engine": "mariadb", **properties}
 
 
@@ -647,6 +647,7 @@ def _connect_with(option_file: str) -> Any:
 def main(argv: Optional[List[str]] = None) -> int:
     """`globals OPTION_FILE` or `dump OPTION_FILE DATABASE -- DUMP_ARGV...` (see dump_jobs)."""
     args = sys.argv[1:] if argv is None else argv
+    what = "users and grants" if args[0] == "globals" else f"database {args[2]}"
     try:
         conn = _connect_with(args[1])
         if args[0] == "globals":
@@ -655,8 +656,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         properties = database_properties(conn, args[2])
         conn.close()
         exec_with_header(properties, b"", args[4:])
-    except (pymysql.MySQLError, DatabaseError) as exc:
-        print(f"shipper: mariadb: {_text(exc)}", file=sys.stderr)
+    except (pymysql.MySQLError, DatabaseError, OSError) as exc:
+        print(
+            f"shipper: mariadb: dumping {what} failed: {_text(exc)}; check that the server "
+            "runs and that the configured user may read it",
+            file=sys.stderr,
+        )
     return 1
 
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List
 import pymysql
 import pytest
 
-from shipper.databases import DatabaseError, MariaDB
+from shipper.databases import DatabaseError, MariaDB, mariadb
 from tests.test_databases import OnlyRead
 
 SHOP = "Shop Ü-Δ data"  # spaces, hyphen, unicode, upper case
@@ -436,3 +436,48 @@ def test_mariadb_dump_options_reach_the_dump(make_mariadb_server: Callable[..., 
     assert b"DROP TABLE IF EXISTS `t`" in plain["mariadb:opts"]
     assert b"DROP TABLE" not in extra["mariadb:opts"]
     assert b"CREATE TABLE `t`" in extra["mariadb:opts"]
+
+
+def test_mariadb_failed_swap_keeps_the_old_database_whole(
+    make_mariadb_server: Callable[..., Any], monkeypatch: Any
+) -> None:
+    """A swap that fails after the database took the new character set and COMMENT puts
+    the old ones back with the old contents, and says so in one line."""
+    server = make_mariadb_server(default_install=True)
+    server.sql("CREATE DATABASE keep CHARACTER SET utf8mb4 COMMENT 'new'")
+    server.sql("CREATE TABLE t (id INT)", "keep")
+    server.sql("CREATE EVENT e ON SCHEDULE EVERY 1 DAY DISABLE DO SELECT 1", "keep")
+    dumps, _ = dump_each(MariaDB(server.config(databases=["keep"])))
+    server.sql("DROP DATABASE keep")
+    server.sql("CREATE DATABASE keep CHARACTER SET latin1 COMMENT 'old'")
+    server.sql("CREATE TABLE t (old INT)", "keep")
+    server.sql("CREATE PROCEDURE p() SELECT 1", "keep")
+    before = {query: server.sql(query.replace("%DBS%", "'keep'")) for query in CHECKED}
+    real = mariadb._create_one
+
+    def failing(cur: Any, obj: Any, tolerate_missing: bool) -> bool:
+        cur.execute("SELECT DATABASE()")
+        if cur.fetchone()[0] == "keep" and obj.kind == "EVENT":
+            raise pymysql.err.OperationalError(1234, "injected failure")
+        return real(cur, obj, tolerate_missing)
+
+    monkeypatch.setattr(mariadb, "_create_one", failing)
+    with pytest.raises(DatabaseError) as failure:
+        MariaDB(server.config()).load(OnlyRead(dumps["mariadb:keep"]), "keep")
+    assert "injected failure" in str(failure.value) and "\n" not in str(failure.value)
+    assert "keep was left as it was before" in str(failure.value)
+    monkeypatch.undo()
+    assert {query: server.sql(query.replace("%DBS%", "'keep'")) for query in CHECKED} == before
+    assert [row[0] for row in server.sql("SHOW DATABASES") if "shipper_" in row[0]] == []
+
+
+CHECKED = [SCHEMATA, TABLES, COLUMNS, ROUTINES, EVENTS]
+
+
+def test_mariadb_dump_failures_are_one_line(make_mariadb_server: Callable[..., Any]) -> None:
+    server = make_mariadb_server()
+    _, errors = dump_each(MariaDB(server.config(databases=["no such db"])))
+    message = errors["dump mariadb:no such db"]
+    assert message.startswith("shipper: mariadb: dumping database no such db failed: ")
+    assert "Unknown database" in message and "check that the server runs" in message
+    assert message.count("\n") == 1 and "Traceback" not in message
