@@ -21,9 +21,17 @@ Load: MariaDB cannot rename a database. The dump is loaded into a scratch
 database; once it loaded completely the scratch database's contents are
 moved under the real name, the old contents first moved aside: base tables
 with one atomic RENAME TABLE, views, triggers, routines and events dropped
-and recreated from their SHOW CREATE text with their own sql_mode (RENAME
-TABLE cannot move those). Each move is undone if any step of it fails, so
-the old database stays whole until the new one is complete.
+and recreated from their SHOW CREATE text in the session they were made in
+(sql_mode, time zone, client character set and collation; RENAME TABLE
+cannot move those). The database takes the loaded one's character set,
+collation and COMMENT before its code is recreated (code records the
+database's collation). Each move is undone if any step of it fails, so the
+old database stays whole until the new one is complete.
+
+Users, roles and grants: the built-in PUBLIC role (10.11+) is never created,
+only granted to. System-versioned tables are dumped with their history
+(--dump-history) where mariadb-dump has it. docs/fidelity.md lists what a
+round trip still changes (FLOAT digits, among others) and why.
 """
 
 from __future__ import annotations

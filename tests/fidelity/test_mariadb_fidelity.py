@@ -14,6 +14,7 @@ differs and is no bug of shipper's is listed in docs/fidelity.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -423,21 +424,6 @@ def test_mariadb_everything_else_is_exact(trip: Dict[str, Any]) -> None:
     assert set(slave_accounts) - set(master_accounts) == {"slave_only@%"}
 
 
-def test_mariadb_dump_options_reach_the_dump(make_mariadb_server: Callable[..., Any]) -> None:
-    """dump_options are passed to mariadb-dump: --skip-add-drop-table shows in the dump."""
-    server = make_mariadb_server()
-    server.sql("CREATE DATABASE opts")
-    server.sql("CREATE TABLE t (id INT)", "opts")
-    plain, _ = dump_each(MariaDB(server.config(databases=["opts"])))
-    extra, errors = dump_each(
-        MariaDB(server.config(databases=["opts"], dump_options=["--skip-add-drop-table"]))
-    )
-    assert errors == {}
-    assert b"DROP TABLE IF EXISTS `t`" in plain["mariadb:opts"]
-    assert b"DROP TABLE" not in extra["mariadb:opts"]
-    assert b"CREATE TABLE `t`" in extra["mariadb:opts"]
-
-
 def test_mariadb_failed_swap_keeps_the_old_database_whole(
     make_mariadb_server: Callable[..., Any], monkeypatch: Any
 ) -> None:
@@ -481,3 +467,29 @@ def test_mariadb_dump_failures_are_one_line(make_mariadb_server: Callable[..., A
     assert message.startswith("shipper: mariadb: dumping database no such db failed: ")
     assert "Unknown database" in message and "check that the server runs" in message
     assert message.count("\n") == 1 and "Traceback" not in message
+
+
+def test_mariadb_set_restored_with_shipper_over_the_older_slave(
+    make_mariadb_server: Callable[..., Any], shipper_env: Any
+) -> None:
+    """The same round trip through shipper itself: `shipper snapshot` on the master, then
+    `shipper restore-db --globals` of each database into the older slave."""
+    master = make_mariadb_server(default_install=True)
+    slave = make_mariadb_server(default_install=True)
+    build_master(master)
+    build_slave(slave)
+    entry = dataclasses.asdict(master.config(databases=DATABASES))
+    shipper_env.write_config(databases={"enabled": True, "mariadb": [entry]})
+    shipper_env.run("init", check=True)
+    shipper_env.run("snapshot", check=True)
+    entry = dataclasses.asdict(slave.config())
+    shipper_env.write_config(databases={"enabled": True, "mariadb": [entry]})
+    for database in DATABASES:
+        shipper_env.run("restore-db", "latest", f"mariadb:{database}", "--globals", check=True)
+    trip = {"master": master, "slave": slave}
+    for query in (SCHEMATA, TABLES, COLUMNS, VIEWS, ROUTINES, TRIGGERS, EVENTS):
+        master_facts, slave_facts = both(trip, query)
+        assert slave_facts == master_facts, query.split(" FROM ")[1]
+    assert rows(slave)[f"{SHOP}.prices"] == rows(master)[f"{SHOP}.prices"]
+    master_accounts, slave_accounts = accounts(master), accounts(slave)
+    assert {k: slave_accounts.get(k) for k in master_accounts} == master_accounts
