@@ -12,7 +12,8 @@ fails on existing accounts (plain), leaves their passwords as they were
 (--insert-ignore) or drops the account running the load (--replace: its
 guard compares CURRENT_USER() with a differently quoted name). Ours creates
 missing accounts and roles, sets every account's password and attributes
-with ALTER USER, applies its grants, and skips all of that for the account
+with ALTER USER, revokes what it holds and applies its grants (only what the
+master grants, then), and skips all of that for the account
 running the load, so the loader can never lock itself out. Grants on tables
 or routines that do not exist yet are skipped: load the globals again after
 the databases (it is idempotent) to apply them.
@@ -560,7 +561,8 @@ def _account_statements(cur: Any, user: str, host: str, role: bool) -> Optional[
     """ALTER USER and the GRANTs that make the account what it is here; None for an account
     the server lists but ignores (a host name under skip-name-resolve: no one can use it)."""
     account = _account(user, host, role)
-    statements = []
+    # What the slave granted on its own goes first (role memberships too): grants add up.
+    statements = [f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account}"]
     try:
         if not role:
             cur.execute(f"SHOW CREATE USER {account}")

@@ -162,6 +162,9 @@ def build_slave(server: Any) -> None:
     server.sql("CREATE TABLE sales (id INT PRIMARY KEY, amount INT)", REPORTS)
     server.sql("INSERT INTO sales VALUES (7, 7)", REPORTS)
     server.sql("CREATE USER app@'%' IDENTIFIED BY 'the old password'")
+    server.sql(f"GRANT ALL PRIVILEGES ON {q(REPORTS)}.* TO app@'%'")  # not on the master
+    server.sql("CREATE ROLE reader")
+    server.sql("GRANT CREATE USER ON *.* TO reader")
     server.sql("CREATE USER slave_only@'%' IDENTIFIED BY 'x'")
 
 
