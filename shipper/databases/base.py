@@ -205,6 +205,10 @@ class Engine:
     def _prepare_globals(self, dump: bytes) -> bytes:
         return dump
 
+    def _load_stream(self, stream: IO[bytes], scratch: str) -> IO[bytes]:
+        """The dump as it goes into the scratch database (an engine may adapt it)."""
+        return stream
+
     # ------------------------------------------------------------ credentials
 
     @contextlib.contextmanager
@@ -309,6 +313,7 @@ class Engine:
         scratch = scratch_name("load", target)
         what = f"database {target}"
         with self.credentials():
+            stream = self._load_stream(stream, scratch)
             first = _read_head(stream)
             self._drop_database(scratch)
             self._create_database(scratch, parse_header(first.split(b"\n", 1)[0]))

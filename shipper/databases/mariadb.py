@@ -26,8 +26,11 @@ and recreated from their SHOW CREATE text in the session they were made in
 (sql_mode, time zone, client character set and collation; RENAME TABLE
 cannot move those). The database takes the loaded one's character set,
 collation and COMMENT before its code is recreated (code records the
-database's collation). Each move is undone if any step of it fails, so the
-old database stays whole until the new one is complete.
+database's collation). Views are defined by the loader while in a scratch
+database (whose name their real DEFINER may have no rights on: a view on such
+a view would not load) and get their real DEFINER back under the real name.
+Each move is undone if any step of it fails, so the old database stays whole
+until the new one is complete.
 
 Users, roles and grants: the built-in PUBLIC role (10.11+) is never created,
 only granted to. System-versioned tables are dumped with their history
@@ -37,13 +40,14 @@ round trip still changes (FLOAT digits, among others) and why.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import IO, Any, Dict, List, Optional, Sequence
 
 import pymysql
 import pymysql.cursors
@@ -218,13 +222,23 @@ class MariaDB(Engine):
     def _drop_database(self, name: str) -> None:
         self._query(f"DROP DATABASE IF EXISTS {quote(name)}")
 
+    def _load_stream(self, stream: IO[bytes], scratch: str) -> IO[bytes]:
+        filtered = ViewDefiners(stream)
+        self._view_definers[scratch] = filtered.definers  # filled as the load reads
+        return filtered  # type: ignore[return-value]
+
+    @property
+    def _view_definers(self) -> Dict[str, Dict[str, str]]:
+        return self.__dict__.setdefault("_definers_by_scratch", {})
+
     def _replace(self, scratch: str, target: str) -> None:
         aside = scratch_name("old", target)
+        definers = self._view_definers.pop(scratch, {})
         conn = self._connect()
         try:
             with conn.cursor() as cur:
                 cur.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT}")
-                _swap(cur, scratch, target, aside)
+                _swap(cur, scratch, target, aside, definers)
         except pymysql.MySQLError as exc:
             raise DatabaseError(
                 f"{self.describe()}: moving the loaded database into {target} failed: "
@@ -280,18 +294,20 @@ CODE_KINDS = {
 }
 
 
-def _swap(cur: Any, scratch: str, target: str, aside: str) -> None:
-    """Put scratch's contents under target; target's old contents survive any failure."""
+def _swap(cur: Any, scratch: str, target: str, aside: str, definers: Dict[str, str]) -> None:
+    """Put scratch's contents under target; target's old contents survive any failure.
+    `definers`: the real DEFINER of each view in scratch (see ViewDefiners)."""
     if _exists(cur, aside):
         raise DatabaseError(
             f"database {aside} holds what an interrupted load moved aside from {target}; "
             f"check it (and {target}), then drop it: DROP DATABASE {quote(aside)}"
         )
     had_target = _exists(cur, target)
+    old_code: List[CodeObject] = []  # as they were under target, for putting them back
     if had_target:
         cur.execute(f"CREATE DATABASE {quote(aside)}{_options_of(cur, target)}")
         try:
-            _move(cur, target, aside)
+            old_code = _move(cur, target, aside)
         except BaseException:
             cur.execute(f"DROP DATABASE {quote(aside)}")  # empty again: the move was undone
             raise
@@ -301,22 +317,24 @@ def _swap(cur: Any, scratch: str, target: str, aside: str) -> None:
             cur.execute(f"ALTER DATABASE {quote(target)}{_options_of(cur, scratch)}")
         else:
             cur.execute(f"CREATE DATABASE {quote(target)}{_options_of(cur, scratch)}")
-        _move(cur, scratch, target)
+        _move(cur, scratch, target, definers)
     except BaseException:
-        _put_back(cur, target, aside, had_target)
+        _put_back(cur, target, aside, had_target, old_code)
         raise
     if had_target:
         cur.execute(f"DROP DATABASE {quote(aside)}")
 
 
-def _put_back(cur: Any, target: str, aside: str, had_target: bool) -> None:
+def _put_back(
+    cur: Any, target: str, aside: str, had_target: bool, old_code: List[CodeObject]
+) -> None:
     """Undo a swap whose second move failed (and was itself undone)."""
     if not had_target:
         cur.execute(f"DROP DATABASE {quote(target)}")
         return
     try:
         cur.execute(f"ALTER DATABASE {quote(target)}{_options_of(cur, aside)}")
-        _move(cur, aside, target)
+        _move(cur, aside, target, code=old_code)
     except pymysql.MySQLError as exc:
         raise DatabaseError(
             f"putting the old contents of {target} back failed too: {_text(exc)}; they are "
@@ -325,9 +343,16 @@ def _put_back(cur: Any, target: str, aside: str, had_target: bool) -> None:
     cur.execute(f"DROP DATABASE {quote(aside)}")
 
 
-def _move(cur: Any, source: str, target: str) -> None:
-    """Move every table and code object from source to the empty target; all or nothing."""
-    code = _code_objects(cur, source)
+def _move(
+    cur: Any,
+    source: str,
+    target: str,
+    definers: Optional[Dict[str, str]] = None,
+    code: Optional[List[CodeObject]] = None,
+) -> List[CodeObject]:
+    """Move every table and code object from source to the empty target; all or nothing.
+    Returns the code objects moved; `code`: them as they were before source held them."""
+    code = _code_objects(cur, source, definers or {}) if code is None else code
     tables = [r[0] for r in _rows(cur, _TABLES, source)]
     _drop_code(cur, source, code)
     try:
@@ -341,6 +366,7 @@ def _move(cur: Any, source: str, target: str) -> None:
     except BaseException:
         _create_code(cur, source, code)
         raise
+    return code
 
 
 _TABLES = (
@@ -355,7 +381,9 @@ def _rename(cur: Any, source: str, target: str, tables: List[str]) -> None:
         cur.execute("RENAME TABLE " + ", ".join(pairs))
 
 
-def _code_objects(cur: Any, database: str) -> List[CodeObject]:
+def _code_objects(
+    cur: Any, database: str, definers: Optional[Dict[str, str]] = None
+) -> List[CodeObject]:
     cur.execute(f"USE {quote(database)}")  # SHOW CREATE VIEW then leaves out the database name
     found = []
     for kind, (listing, column) in CODE_KINDS.items():
@@ -365,6 +393,8 @@ def _code_objects(cur: Any, database: str) -> List[CodeObject]:
             create = row[column]
             if kind == "VIEW" and is_scratch(database):
                 create = _unqualified(create, database)
+            if kind == "VIEW" and name in (definers or {}):
+                create = _with_definer(create, (definers or {})[name])
             found.append(
                 CodeObject(
                     kind,
@@ -391,6 +421,14 @@ def _unqualified(create: str, database: str) -> str:
     return create.replace(f"{quote(database)}.", "")
 
 
+_VIEW_DEFINER = re.compile(r"^(CREATE (?:ALGORITHM=\w+ )?)DEFINER=(`(?:[^`]|``)*`@`(?:[^`]|``)*`) ")
+
+
+def _with_definer(create: str, definer: str) -> str:
+    """A view's SHOW CREATE text with another DEFINER."""
+    return _VIEW_DEFINER.sub(lambda m: f"{m.group(1)}DEFINER={definer} ", create, count=1)
+
+
 def _drop_code(cur: Any, database: str, code: List[CodeObject]) -> None:
     for obj in reversed(code):
         cur.execute(f"DROP {obj.kind} IF EXISTS {quote(database)}.{quote(obj.name)}")
@@ -398,12 +436,20 @@ def _drop_code(cur: Any, database: str, code: List[CodeObject]) -> None:
 
 def _create_code(cur: Any, database: str, code: List[CodeObject]) -> None:
     cur.execute(f"USE {quote(database)}")
+    if is_scratch(database):  # views there are the loader's (see ViewDefiners)
+        code = [_defined_by_loader(obj) for obj in code]
     pending = list(code)
     while pending:  # a view can name a view made after it: retry while that helps
         failed = [obj for obj in pending if not _create_one(cur, obj, tolerate_missing=True)]
         if len(failed) == len(pending):
             _create_one(cur, failed[0], tolerate_missing=False)  # raises the real error
         pending = failed
+
+
+def _defined_by_loader(obj: CodeObject) -> CodeObject:
+    if obj.kind != "VIEW":
+        return obj
+    return dataclasses.replace(obj, create=_with_definer(obj.create, "CURRENT_USER"))
 
 
 def _create_one(cur: Any, obj: CodeObject, tolerate_missing: bool) -> bool:
@@ -493,6 +539,63 @@ def _options_of(cur: Any, database: str) -> str:
 def _rows(cur: Any, sql: str, *params: Any) -> List[tuple]:
     cur.execute(sql, params or None)
     return list(cur.fetchall())
+
+
+class ViewDefiners:
+    """A dump stream whose views are defined by the loader, and their real DEFINERs.
+
+    A view's DEFINER must be able to read what the view reads for a view on that view
+    to be created; a reporting user with rights on its own database only has none in
+    the scratch database, so mariadb-dump's `/*!50013 DEFINER=... SQL SECURITY ... */`
+    line is cut to `/*!50013 SQL SECURITY ... */` (the loader defines the view) and
+    the definer kept per view name, for the swap to give back under the real name.
+    Only complete lines are looked at, and only where that line can be.
+    """
+
+    def __init__(self, stream: IO[bytes]):
+        self.stream = stream
+        self.definers: Dict[str, str] = {}
+        self._carry = b""
+        self._pending: Optional[str] = None  # a definer whose VIEW line comes next
+        self._ended = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._ended:
+            chunk = self.stream.read(size if size > 0 else 1 << 20)
+            if not chunk:
+                self._ended = True
+                break
+            data = self._carry + chunk
+            cut = data.rfind(b"\n") + 1
+            self._carry = data[cut:]
+            if cut:
+                return self._lines(data[:cut])
+        rest, self._carry = self._carry, b""
+        return self._lines(rest)
+
+    def _lines(self, data: bytes) -> bytes:
+        if self._pending is None and _DUMP_DEFINER_START not in data:
+            return data
+        lines = data.split(b"\n")
+        for index, line in enumerate(lines[:-1] if data.endswith(b"\n") else lines):
+            if self._pending is not None:
+                view = _DUMP_VIEW.match(line)
+                if view:
+                    name = view.group(1)[1:-1].replace(b"``", b"`").decode(errors="replace")
+                    self.definers[name] = self._pending
+                self._pending = None
+            found = _DUMP_DEFINER.match(line)
+            if found:
+                self._pending = found.group(1).decode(errors="replace")
+                lines[index] = b"/*!50013 " + found.group(2)
+        return b"\n".join(lines)
+
+
+_DUMP_DEFINER_START = b"/*!50013 DEFINER="
+_DUMP_DEFINER = re.compile(
+    rb"^/\*!50013 DEFINER=(`(?:[^`]|``)*`@`(?:[^`]|``)*`) (SQL SECURITY \w+ \*/)$"
+)
+_DUMP_VIEW = re.compile(rb"^/\*!50001 VIEW (`(?:[^`]|``)*`) AS ")
 
 
 # ---------------------------------------------------------------- the dump side
