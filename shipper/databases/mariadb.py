@@ -105,6 +105,10 @@ class MariaDB(Engine):
     dump_trailer = b"-- Dump completed"
     globals_trailer = b"-- Dump completed"
 
+    def __init__(self, server: Any, label: Optional[str] = None):
+        super().__init__(server, label)
+        self._view_definers: Dict[str, Dict[str, str]] = {}  # per scratch database
+
     def describe(self) -> str:
         where = f"{self.server.host}:{self.server.port}" if self.server.host else self.server.socket
         return f"mariadb at {where}"
@@ -226,10 +230,6 @@ class MariaDB(Engine):
         filtered = ViewDefiners(stream)
         self._view_definers[scratch] = filtered.definers  # filled as the load reads
         return filtered  # type: ignore[return-value]
-
-    @property
-    def _view_definers(self) -> Dict[str, Dict[str, str]]:
-        return self.__dict__.setdefault("_definers_by_scratch", {})
 
     def _replace(self, scratch: str, target: str) -> None:
         aside = scratch_name("old", target)
