@@ -209,6 +209,10 @@ class Engine:
         """What to do about a failed load the client's errors name, if the engine knows."""
         return ""
 
+    def _load_stream(self, stream: IO[bytes], scratch: str) -> IO[bytes]:
+        """The dump as it goes into the scratch database (an engine may adapt it)."""
+        return stream
+
     # ------------------------------------------------------------ credentials
 
     @contextlib.contextmanager
@@ -313,6 +317,7 @@ class Engine:
         scratch = scratch_name("load", target)
         what = f"database {target}"
         with self.credentials():
+            stream = self._load_stream(stream, scratch)
             first = _read_head(stream)
             self._drop_database(scratch)
             try:

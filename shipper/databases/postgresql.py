@@ -143,6 +143,7 @@ class PostgreSQL(Engine):
     def _dump_command(self, database: str) -> List[str]:
         conninfo = self.conninfo(database)
         dump = [self._tool("pg_dump"), "--no-password", "--format=plain", f"--dbname={conninfo}"]
+        dump += self.server.dump_options
         return [sys.executable, "-m", "shipper.databases.postgresql", "dump", conninfo, "--", *dump]
 
     def _globals_command(self) -> List[str]:
