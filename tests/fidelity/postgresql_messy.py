@@ -254,6 +254,25 @@ def _run(server: Any, statements: List[str], db: str = "postgres") -> None:
 # ---------------------------------------------------------------- comparison
 
 
+def settle_documented(master: Any, slave: Any) -> None:
+    """Check the differences docs/fidelity.md allows, then undo them on the slave.
+
+    Roles and databases only the slave has are kept, an expiry the master's
+    role lacks becomes 'infinity', and the loading role keeps its own password.
+    """
+    assert slave.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'slave_only'") == [(1,)]
+    slave.sql("DROP ROLE slave_only")
+    slave.sql("DROP DATABASE slave_only_db")
+    expiry = "SELECT rolvaliduntil::text FROM pg_authid WHERE rolname = 'replicator'"
+    assert slave.sql(expiry) == [("infinity",)]
+    slave.sql("UPDATE pg_authid SET rolvaliduntil = NULL WHERE rolname = 'replicator'")
+    for role in ("alice", "Bob-Reporter", "replicator"):
+        assert scram_of(slave, role) == scram_of(master, role)
+    slave.connect(user="alice", password=ODD_PASSWORD, tcp=True).close()
+    assert scram_of(slave, "postgres") != scram_of(master, "postgres")
+    slave.sql(f"ALTER ROLE postgres PASSWORD '{scram_of(master, 'postgres')}'")
+
+
 def differences(master: Any, slave: Any, databases: List[str]) -> Dict[str, str]:
     """What differs between the two servers: {aspect: unified diff}; {} when equal."""
     found = {}

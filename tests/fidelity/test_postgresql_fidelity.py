@@ -58,21 +58,7 @@ def test_messy_master_over_an_older_slave_comes_back_exactly(
     restore_all(env, databases)
     restore_all(env, databases)  # a second load over the first changes nothing
 
-    # docs/fidelity.md: roles and databases only the slave has are kept, an expiry the
-    # master's role lacks becomes 'infinity', and the loading role keeps its
-    # own password.
-    assert slave.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'slave_only'") == [(1,)]
-    slave.sql("DROP ROLE slave_only")
-    slave.sql("DROP DATABASE slave_only_db")  # kept, as docs/fidelity.md says
-    expiry = "SELECT rolvaliduntil::text FROM pg_authid WHERE rolname = 'replicator'"
-    assert slave.sql(expiry) == [("infinity",)]
-    slave.sql("UPDATE pg_authid SET rolvaliduntil = NULL WHERE rolname = 'replicator'")
-    for role in ("alice", "Bob-Reporter", "replicator"):
-        assert messy.scram_of(slave, role) == messy.scram_of(master, role)
-    slave.connect(user="alice", password=messy.ODD_PASSWORD, tcp=True).close()
-    assert messy.scram_of(slave, "postgres") != messy.scram_of(master, "postgres")
-    slave.sql(f"ALTER ROLE postgres PASSWORD '{messy.scram_of(master, 'postgres')}'")
-
+    messy.settle_documented(master, slave)
     found = messy.differences(master, slave, databases)
     assert not found, "\n\n".join(f"{aspect}:\n{diff}" for aspect, diff in found.items())
 
