@@ -1,6 +1,6 @@
 """shipper snapshot against plain `restic backup` of the same paths.
 
-Makes a make-dataset tree (default 20,000 files, 1 GiB), then times, on two
+Makes a bench/dataset.py tree (default 20,000 files, 1 GiB), then times, on two
 fresh local repositories of the same kind: a first run, an unchanged second
 run and a run after a 5% mutation, for `shipper snapshot` and for plain
 `restic backup`. Prints the ratios (target: at most 1.05 on the first and the

@@ -1,6 +1,6 @@
 """The time to recover: `shipper promote` against plain restic plus plain loads.
 
-Makes a make-dataset tree (default 60,000 files, 2 GiB), a PostgreSQL
+Makes a bench/dataset.py tree (default 60,000 files, 2 GiB), a PostgreSQL
 pgbench database and a MariaDB database (together about 800 MB of dumps) on
 throwaway "master" servers, takes one set into a local repository, then on
 throwaway "slave" servers times, from the same empty state and a dropped page

@@ -9,6 +9,7 @@ another run holds the lock, 4 a set was committed but is partial.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -68,8 +69,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser(argv).parse_args(argv)
     _setup_logging(args.verbose)
+    ctx = Context(args)
     try:
-        return int(args.run(Context(args)) or 0)
+        return int(args.run(ctx) or 0)
     except config.ConfigError as exc:
         for problem in exc.problems:
             print(f"shipper: {problem}", file=sys.stderr)
@@ -84,3 +86,30 @@ def main(argv: Optional[List[str]] = None) -> int:
         # The reader of our output went away (`shipper sets | head`): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # A disk that is full, read-only or forbidden: one line naming the path, no traceback.
+        print(f"shipper: error: {os_error_line(exc, ctx.loaded_config)}", file=sys.stderr)
+        return 1
+
+
+_OS_ERROR_TODO = {
+    errno.ENOSPC: ("no space or no inodes left on its disk", "free space or inodes there"),
+    errno.EDQUOT: ("the disk quota is exceeded", "raise the quota or free space"),
+    errno.EROFS: ("its filesystem is read-only", "remount it read-write"),
+    errno.EACCES: ("permission denied", "run shipper as root or fix the permissions"),
+    errno.EPERM: ("operation not permitted", "run shipper as root or fix the permissions"),
+}
+
+
+def os_error_line(exc: OSError, cfg: Optional[config.Config]) -> str:
+    """An OSError as one line: the path, what is wrong and what to do."""
+    path = str(exc.filename or "")
+    what, todo = _OS_ERROR_TODO.get(exc.errno or 0, (exc.strerror or str(exc), "fix that"))
+    state = str(cfg.state) if cfg is not None else ""
+    if state and path and (path == state or path.startswith(state.rstrip("/") + "/")):
+        return (
+            f"cannot write shipper's state folder {state} ({path}): {what}; {todo}, "
+            "or set state_dir in the config to a writable folder, then run again"
+        )
+    where = path or "a file shipper needs"
+    return f"{where}: {what}; {todo}, then run again"

@@ -253,9 +253,12 @@ class MariaDBServer(DBServer):
     engine = "mariadb"
     superuser = "root"
 
-    def __init__(self, workdir: Path, **kw: Any):
+    def __init__(self, workdir: Path, default_install: bool = False, **kw: Any):
+        """default_install: as a packaged server is, with the test database and its
+        grants to the PUBLIC role (the tidy default installs with --skip-test-db)."""
         super().__init__(workdir, **kw)
         self.socket = str(self.workdir / "mysqld.sock")
+        self.default_install = default_install
 
     def initialize(self) -> None:
         self._run(
@@ -265,7 +268,7 @@ class MariaDBServer(DBServer):
                 f"--datadir={self.datadir}",
                 "--user=root",
                 "--auth-root-authentication-method=socket",
-                "--skip-test-db",
+                *([] if self.default_install else ["--skip-test-db"]),
                 "--skip-name-resolve",
                 "--innodb-log-file-size=16M",
             ]

@@ -18,10 +18,11 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 import yaml
 
+from bench import dataset
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools" / "bin"
 VENV_BIN = Path(sys.executable).parent
-DATASET = ROOT.parent / "shared" / "bench" / "make-dataset.py"
 PASSWORD = "correct horse battery staple"
 
 
@@ -148,35 +149,34 @@ class ShipperEnv:
 
 
 def make_dataset(target: Path, files: int, mib: int, seed: int = 1) -> None:
-    """A deterministic server-like tree (shared/bench/make-dataset.py)."""
-    _dataset(str(target), "--files", str(files), "--mib", str(mib), "--seed", str(seed))
+    """A deterministic server-like tree of about `files` files and `mib` MiB (bench/dataset.py)."""
+    dataset.create(target, files=files, mib=mib, seed=seed)
 
 
 def mutate_dataset(target: Path, percent: int = 10, seed: int = 2) -> None:
-    _dataset(str(target), "--mutate", str(percent), "--seed", str(seed))
-
-
-def _dataset(*args: str) -> None:
-    if not DATASET.exists():
-        raise RuntimeError(f"{DATASET} is missing: the tests need shared/ beside the checkout")
-    subprocess.run([sys.executable, str(DATASET), *args], check=True, capture_output=True)
+    """Change percent% of the tree's files: append, overwrite in place, delete, add."""
+    dataset.mutate(target, percent, seed)
 
 
 def tree_digest(root: Path, skip: Optional[List[str]] = None) -> Dict[str, str]:
-    """Relative path -> content digest (and link target) of every file under root."""
-    import hashlib
+    """Relative path -> content digest (and link target) of every file under root.
 
+    Per path, so that a failing comparison names the paths that differ;
+    permission bits are not part of it (dataset.digest(root) is the one
+    value that also covers modes).
+    """
+    if not root.is_dir():
+        return {}
     out = {}
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        if skip and any(rel == s or rel.startswith(s + "/") for s in skip):
+    for entry in dataset.entries(root):
+        if skip and any(entry.path == s or entry.path.startswith(s + "/") for s in skip):
             continue
-        if path.is_symlink():
-            out[rel] = "link:" + os.readlink(path)
-        elif path.is_file():
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-        elif path.is_dir():
-            out[rel] = "dir"
+        if entry.kind == "link":
+            out[entry.path] = "link:" + entry.data
+        elif entry.kind == "file":
+            out[entry.path] = entry.data
+        elif entry.kind == "dir":
+            out[entry.path] = "dir"
     return out
 
 

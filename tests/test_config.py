@@ -174,3 +174,43 @@ def test_fuzzed_text_raises_only_config_errors(text):
         config.parse(text, "fuzz.yml")
     except config.ConfigError:
         pass
+
+
+def test_dump_options_are_kept_per_server():
+    text = MINIMAL + (
+        "databases:\n  mariadb:\n    - dump_options: [--skip-dump-date, --where=id>0]\n"
+        "  postgresql:\n    - {}\n"
+    )
+    cfg = config.parse(text, "x.yml")
+    assert cfg.databases.mariadb[0].dump_options == ["--skip-dump-date", "--where=id>0"]
+    assert cfg.databases.postgresql[0].dump_options == []
+
+
+def test_dump_options_that_break_the_stream_or_credentials_are_refused():
+    text = MINIMAL + (
+        "databases:\n"
+        "  mariadb:\n"
+        "    - dump_options:\n"
+        "        - --result-file=/tmp/x\n"
+        "        - -r\n"
+        "        - --pass=secret\n"
+        "        - --loose-skip-comments\n"
+        "        - --comments=0\n"
+        "        - --order-by-size\n"
+        "  postgresql:\n"
+        "    - dump_options: [--no-comments, --file=/tmp/y, --format=custom, --where]\n"
+    )
+    found = problems(text)
+    assert found[0] == (
+        "shipper.yml:6: databases.mariadb[0].dump_options[0]: '--result-file=/tmp/x' is "
+        "refused: the dump must go to stdout as SQL that shipper loads and checks for "
+        "completeness"
+    )
+    assert found[1].startswith("shipper.yml:7: databases.mariadb[0].dump_options[1]: '-r'")
+    assert "long form" in found[1]
+    assert "shipper.yml:8:" in found[2] and "password_file" in found[2]
+    assert "shipper.yml:9:" in found[3] and "Dump completed" in found[3]
+    assert "shipper.yml:10:" in found[4] and "Dump completed" in found[4]
+    assert "shipper.yml:13: databases.postgresql[0].dump_options[1]: '--file=/tmp/y'" in found[5]
+    assert "databases.postgresql[0].dump_options[2]: '--format=custom'" in found[6]
+    assert len(found) == 7  # --order-by-size, --no-comments and pg's --where are fine

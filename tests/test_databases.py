@@ -595,3 +595,17 @@ def test_mariadb_option_file_survives_any_password(mariadb_server: Any, tmp_path
         options = mariadb._read_options(engine.option_file)
     assert options["password"] == PASSWORD_B
     assert options["socket"] == mariadb_server.socket and options["user"] == "root"
+
+
+def test_dump_options_reach_the_dump_tool(pair: Dict[str, Any]) -> None:
+    """A server entry's dump_options are passed to mariadb-dump / pg_dump."""
+    kit, server, name = pair["kit"], pair["a"], pair["name"]
+    kit.create_db(server, "opts")
+    option, marker = {
+        "mariadb": ("--skip-add-drop-table", b"DROP TABLE IF EXISTS"),
+        "postgresql": ("--no-owner", b"customers OWNER TO"),
+    }[name]
+    plain = dump_all(engine_for(server, kit, databases=["opts"]))[f"{name}:opts"]
+    extra = dump_all(engine_for(server, kit, databases=["opts"], dump_options=[option]))
+    assert marker in plain
+    assert marker not in extra[f"{name}:opts"] and b"customers" in extra[f"{name}:opts"]

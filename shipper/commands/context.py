@@ -63,6 +63,11 @@ class Context:
             self._cfg = config.load(self.args.config)
         return self._cfg
 
+    @property
+    def loaded_config(self) -> Optional[config.Config]:
+        """The config if a command loaded it, without loading it."""
+        return self._cfg
+
     def restic(self, progress: Optional[Progress] = None, remote: bool = False) -> Restic:
         """The repository; a slave reads its local copy unless `remote`."""
         return Restic.for_config(self.cfg, progress=progress, remote=remote)

@@ -36,7 +36,7 @@ def run(ctx: Context) -> int:
         taken.result = snapshot.take(cfg, ctx.restic(progress), announce=progress.start)
     result = taken.result
     progress.finish()
-    ctx.out.result(result.to_json(), [summary_line(result)])
+    ctx.out.result(result.to_json(), [summary_line(result), *vanished_lines(result)])
     for problem in problems(result):
         ctx.out.problem(problem)
     return 0 if result.status == sets.COMPLETE else EXIT_PARTIAL
@@ -58,6 +58,19 @@ def summary_line(result: snapshot.SetResult) -> str:
         f"files new {result.files_new}, changed {result.files_changed}, "
         f"added {human_bytes(result.bytes_added)}, {result.duration:.1f}s"
     )
+
+
+def vanished_lines(result: snapshot.SetResult) -> List[str]:
+    """Files deleted while the set was taken, and unreadable ones in volatile folders: not failures."""
+    lines = []
+    if result.vanished:
+        shown = ", ".join(result.vanished_paths[:5])
+        more = " …" if result.vanished > 5 else ""
+        lines.append(f"{result.vanished} files vanished while the set was taken: {shown}{more}")
+    if result.noted:
+        lines.append(f"{result.noted} unreadable files in volatile folders (noted):")
+        lines += [f"  {label}" for label in result.noted_paths[:5]]
+    return lines
 
 
 def problems(result: snapshot.SetResult) -> List[str]:

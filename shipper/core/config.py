@@ -14,6 +14,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import socket
 import stat
 import typing
@@ -64,6 +65,7 @@ class MariaDBServer:
     password_file: Optional[str]
     databases: List[str]
     exclude: List[str]
+    dump_options: List[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class PostgreSQLServer:
     password_file: Optional[str]
     databases: List[str]
     exclude: List[str]
+    dump_options: List[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class Config:
     repository: Repository
     paths: List[str]
     exclude: List[str]
+    volatile: List[str]
     machine_specific: List[str]
     databases: Databases
     hooks: Hooks
@@ -335,7 +339,71 @@ def _semantic_problems(data: Dict[str, Any], root, source: str) -> List[str]:
     if isinstance(schedule, str) and _check_cron(schedule) and not _fires(schedule):
         node = _node_at(root, ["schedule"])
         problems.append(f"{source}{_line(node)}: schedule: {schedule!r} never fires")
+    problems += _dump_option_problems(data, root, source)
     return problems
+
+
+# Dump tool options shipper sets itself, or that would break what it relies on: the dump
+# on stdout, as SQL it loads, ending with the tool's trailer. Per engine: name -> why.
+_CONNECTION = "shipper connects with the server entry's own keys and password_file"
+_OUTPUT = "the dump must go to stdout as SQL that shipper loads and checks for completeness"
+REFUSED_DUMP_OPTIONS = {
+    "mariadb": {
+        **dict.fromkeys(
+            ["--host", "--port", "--socket", "--protocol", "--user", "--password"], _CONNECTION
+        ),
+        **dict.fromkeys(
+            ["--defaults-file", "--defaults-extra-file", "--defaults-group-suffix"], _CONNECTION
+        ),
+        **dict.fromkeys(["--no-defaults", "--login-path", "--print-defaults"], _CONNECTION),
+        **dict.fromkeys(["--result-file", "--tab", "--xml", "--help", "--version"], _OUTPUT),
+        "--compact": "it drops the '-- Dump completed' line that proves a dump complete",
+        "--skip-comments": "it drops the '-- Dump completed' line that proves a dump complete",
+        "--databases": "shipper dumps one database per stream and loads it under any name",
+        "--all-databases": "shipper dumps one database per stream and loads it under any name",
+        "--default-character-set": "shipper dumps and loads in utf8mb4",
+    },
+    "postgresql": {
+        **dict.fromkeys(
+            ["--host", "--port", "--username", "--dbname", "--password", "--no-password"],
+            _CONNECTION,
+        ),
+        **dict.fromkeys(["--file", "--format", "--help", "--version"], _OUTPUT),
+    },
+}
+
+
+def _dump_option_problems(data: Dict[str, Any], root, source: str) -> List[str]:
+    """Each server's dump_options: long options only, none that shipper must own."""
+    problems = []
+    databases = data.get("databases") if isinstance(data.get("databases"), dict) else {}
+    for engine, refused in REFUSED_DUMP_OPTIONS.items():
+        servers = databases.get(engine)
+        for index, server in enumerate(servers if isinstance(servers, list) else []):
+            options = server.get("dump_options") if isinstance(server, dict) else None
+            for item, option in enumerate(options if isinstance(options, list) else []):
+                path = ["databases", engine, index, "dump_options", item]
+                why = _dump_option_refusal(option, refused)
+                if why:
+                    where = f"{source}{_line(_node_at(root, path))}: {_dotted(path)}"
+                    problems.append(f"{where}: {option!r} is refused: {why}")
+    return problems
+
+
+def _dump_option_refusal(option: Any, refused: Dict[str, str]) -> Optional[str]:
+    """Why an option is refused, or None. Both tools take an option's unambiguous prefix,
+    and mariadb-dump its loose-/enable-/disable-/skip- forms: those are seen through."""
+    if not isinstance(option, str) or not re.match(r"^--[A-Za-z0-9]", option):
+        return "write each option in its long form, --name or --name=value, one per item"
+    name, _, value = option.partition("=")
+    name = re.sub(r"^--(loose-)?", "--", name.replace("_", "-"))
+    name = re.sub(r"^--(disable|skip)-", "--skip-", re.sub(r"^--enable-", "--", name))
+    if name == "--comments" and value.lower() in ("0", "false", "off"):
+        name = "--skip-comments"
+    for refused_name, why in refused.items():
+        if refused_name.startswith(name) and len(name) >= 4:
+            return why
+    return None
 
 
 def _fires(expression: str) -> bool:

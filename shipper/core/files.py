@@ -19,11 +19,15 @@ def replace_file(path: Path, text: str, mode: int = 0o600, sync: bool = False) -
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            if sync:
-                handle.flush()
-                os.fsync(handle.fileno())
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+                if sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        except OSError as exc:
+            # A full disk fails the write, whose error names no file: name it.
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         os.chmod(tmp, mode)  # the umask may have narrowed it
         os.replace(tmp, path)
     except BaseException:
@@ -36,3 +40,15 @@ def replace_file(path: Path, text: str, mode: int = 0o600, sync: bool = False) -
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def not_a_folder(path: str) -> str:
+    """Why path cannot be used as a folder, or "": it, or what exists on its way, is something else."""
+    where = os.path.abspath(path)
+    while not os.path.lexists(where):
+        where = os.path.dirname(where)
+    if os.path.isdir(where):
+        return ""
+    if where == os.path.abspath(path):
+        return f"{path} is not a folder"
+    return f"{path}: {where} on its way is not a folder"

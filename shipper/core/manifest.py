@@ -101,6 +101,7 @@ class Manifest:
     versions: Dict[str, Any] = field(default_factory=dict)
     paths: Optional[List[str]] = None  # None in a manifest that predates the key
     exclude: List[str] = field(default_factory=list)
+    volatile: List[str] = field(default_factory=list)
     machine_specific: List[str] = field(default_factory=list)
     set_dir: str = ""
     parts: List[Part] = field(default_factory=list)
@@ -123,6 +124,7 @@ class Manifest:
             versions=dict(data.get("versions") or {}),
             paths=list(data["paths"] or []) if "paths" in data else None,
             exclude=list(data.get("exclude") or []),
+            volatile=list(data.get("volatile") or []),
             machine_specific=list(data.get("machine_specific") or []),
             set_dir=str(data.get("set_dir") or ""),
             parts=[Part.from_json(p) for p in data.get("parts", [])],

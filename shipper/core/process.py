@@ -140,10 +140,10 @@ def succeeds(argv: Sequence[str]) -> bool:
 
 
 def capture(argv: Sequence[str], timeout: Optional[float] = None) -> str:
-    """The child's stdout as text ('' when it cannot be started)."""
+    """The child's stdout as text ('' when it cannot be started or does not end in time)."""
     try:
         return run(argv, text=True, timeout=timeout).stdout
-    except OSError:
+    except (OSError, subprocess.TimeoutExpired):
         return ""
 
 

@@ -81,6 +81,10 @@ class RepositoryFull(ResticError):
     pass
 
 
+class TargetFull(ResticError):
+    """A restore ran out of space or inodes where it writes, not in the repository."""
+
+
 # ---------------------------------------------------------------- results
 
 
@@ -114,11 +118,57 @@ class Snapshot:
         return None
 
 
+@dataclass(frozen=True)
+class ItemError:
+    """One `error` message of `restic backup --json`: an item restic could not take."""
+
+    item: str
+    message: str
+    during: str
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> ItemError:
+        error = data.get("error")
+        message = error.get("message", "") if isinstance(error, dict) else str(error or "")
+        return cls(str(data.get("item") or ""), str(message), str(data.get("during") or ""))
+
+    @property
+    def vanished(self) -> bool:
+        """Deleted between restic's listing and its read (lstat, open, readdir or xattr).
+
+        restic's JSON carries no errno, only Go's text for it; ENOENT's text
+        is fixed by the Go runtime, not by restic's wording.
+        """
+        return self.message.rstrip().endswith(_ENOENT)
+
+    @property
+    def label(self) -> str:
+        return f"{self.item}: {self.message}" if self.item else self.message
+
+
+_ENOENT = "no such file or directory"
+
+
+def backup_item_errors(messages: Sequence[Dict[str, Any]]) -> List[ItemError]:
+    """The archiver's item errors; the scanner's are left out.
+
+    restic's scanner walks the tree only to estimate progress: its errors do
+    not change the exit code or the snapshot (the archiver reports its own).
+    """
+    return [
+        ItemError.from_json(m)
+        for m in messages
+        if m.get("message_type") == "error" and m.get("during") != "scan"
+    ]
+
+
 @dataclass
 class BackupResult:
     snapshot_id: Optional[str]
     summary: Dict[str, Any] = field(default_factory=dict)
     unreadable: List[str] = field(default_factory=list)
+    vanished: List[str] = field(default_factory=list)
+    errors: List[ItemError] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -546,19 +596,17 @@ class Restic:
         if code not in (0, 3):
             raise self._error(code, running, "backup")
         summary = next((m for m in running.messages if m.get("message_type") == "summary"), {})
-        unreadable = [
-            str(m.get("item") or m.get("error", {}).get("message", "?"))
-            for m in running.messages
-            if m.get("message_type") == "error"
-        ]
-        if code == 3 and not unreadable:
+        errors = backup_item_errors(running.messages)
+        vanished = [e.item or e.message for e in errors if e.vanished]
+        unreadable = [e.item or e.message for e in errors if not e.vanished]
+        if code == 3 and not errors:
             unreadable = [_last_line(_error_text(running)) or "some source files were unreadable"]
         snapshot_id = summary.get("snapshot_id")
         if not snapshot_id:
             raise ResticError(
                 "restic backup ended without naming its snapshot", _error_text(running)
             )
-        return BackupResult(snapshot_id, summary, unreadable)
+        return BackupResult(snapshot_id, summary, unreadable, vanished, errors)
 
     def restore(
         self,
@@ -569,9 +617,30 @@ class Restic:
         delete: bool = False,
         dry_run: bool = False,
         overwrite: Optional[str] = None,
+        sparse: bool = True,
     ) -> Dict[str, Any]:
-        running = self._restore(snapshot, target, includes, excludes, delete, dry_run, overwrite)
+        """Restore in place; sparse files stay sparse (holes are not written as zeros)."""
+        try:
+            running = self._restore(
+                snapshot, target, includes, excludes, delete, dry_run, overwrite, sparse=sparse
+            )
+        except RepositoryFull as exc:
+            raise self._target_full(exc, target) from None
         return next((m for m in running.messages if m.get("message_type") == "summary"), {})
+
+    def _target_full(self, exc: RepositoryFull, target: str) -> ResticError:
+        """restore writes only under target: ENOSPC there is that disk's, unless restic names the repository."""
+        if self.repository.url in exc.detail:
+            return exc
+        # restic's last line only counts the errors ("There were 176 errors"): show the first.
+        lines = [line.strip() for line in exc.detail.splitlines() if is_disk_full(line)]
+        line = lines[0] if lines else _last_line(exc.detail) or str(exc)
+        return TargetFull(
+            f"disk full where the files are restored: no space or no inodes left on the "
+            f"filesystem of {target} ({line}); free space or inodes there (`df -h {target}`, "
+            f"`df -i {target}`), then run again",
+            exc.detail,
+        )
 
     def restore_preview(
         self,
@@ -611,8 +680,11 @@ class Restic:
         dry_run: bool,
         overwrite: Optional[str],
         ok_codes: Tuple[int, ...] = (0,),
+        sparse: bool = False,
     ) -> _RunningRestic:
         args = ["restore", snapshot, "--target", target]
+        if sparse:
+            args.append("--sparse")
         for path in includes:
             args += ["--include", path]
         for path in excludes:

@@ -20,6 +20,10 @@ from shipper.core.restic import Snapshot
 SET_TAG = "shipper-set"
 PART_TAG = "shipper-part"
 STATUS_TAG = "shipper-status"
+# On an amended manifest: files that vanished while the set was taken (deleted, not
+# lost), and unreadable files inside `volatile` folders; neither fails the set.
+VANISHED_TAG = "shipper-vanished"
+NOTED_TAG = "shipper-noted"
 MANIFEST_PART = "manifest"
 FILES_PART = "files"
 MANIFEST_FILENAME = "shipper-manifest.json"
@@ -67,6 +71,14 @@ class SnapshotSet:
         return carrier.tag_value(STATUS_TAG) or PARTIAL
 
     @property
+    def vanished(self) -> int:
+        return _count_tag(self.manifest_snapshot, VANISHED_TAG)
+
+    @property
+    def noted(self) -> int:
+        return _count_tag(self.manifest_snapshot, NOTED_TAG)
+
+    @property
     def parts(self) -> Dict[str, Part]:
         """Data parts by name (the manifest is not one of them)."""
         out: Dict[str, Part] = {}
@@ -106,9 +118,22 @@ class SnapshotSet:
             "status": self.status,
             "host": self.host,
             "bytes_added": self.bytes_added,
+            "vanished": self.vanished,
+            "noted": self.noted,
             "manifest_snapshot": carrier.id if carrier else None,
             "parts": [self.parts[name].to_json() for name in self.part_names()],
         }
+
+
+def count_tags(vanished: int, noted: int) -> List[str]:
+    """The tags that carry a set's vanished and noted counts (none when zero)."""
+    counts = ((VANISHED_TAG, vanished), (NOTED_TAG, noted))
+    return [f"{tag}:{count}" for tag, count in counts if count]
+
+
+def _count_tag(snapshot: Optional[Snapshot], tag: str) -> int:
+    value = snapshot.tag_value(tag) if snapshot else None
+    return int(value) if value and value.isdigit() else 0
 
 
 def _has_part(snapshot: Snapshot, name: str) -> bool:

@@ -75,6 +75,7 @@ class LastRun:
     duration: Optional[float] = None
     bytes_added: Optional[int] = None
     error: Optional[str] = ""
+    vanished: int = 0  # files deleted while the set was taken: not a failure
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> LastRun:
@@ -85,6 +86,7 @@ class LastRun:
             duration=data.get("duration"),
             bytes_added=data.get("bytes_added"),
             error=data.get("error", ""),
+            vanished=int(data.get("vanished") or 0),
         )
 
 

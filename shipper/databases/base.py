@@ -213,6 +213,14 @@ class Engine:
     def _prepare_globals(self, dump: bytes) -> bytes:
         return dump
 
+    def _remedy(self, errors: str) -> str:
+        """What to do about a failed load the client's errors name, if the engine knows."""
+        return ""
+
+    def _load_stream(self, stream: IO[bytes], scratch: str) -> IO[bytes]:
+        """The dump as it goes into the scratch database (an engine may adapt it)."""
+        return stream
+
     # ------------------------------------------------------------ credentials
 
     @contextlib.contextmanager
@@ -317,9 +325,16 @@ class Engine:
         scratch = scratch_name("load", target)
         what = f"database {target}"
         with self.credentials():
+            stream = self._load_stream(stream, scratch)
             first = _read_head(stream)
             self._drop_database(scratch)
-            self._create_database(scratch, parse_header(first.split(b"\n", 1)[0]))
+            try:
+                self._create_database(scratch, parse_header(first.split(b"\n", 1)[0]))
+            except DatabaseError as exc:
+                cause = str(exc).removeprefix(f"{self.describe()}: ")
+                raise DatabaseError(
+                    f"{self.describe()}: loading {what} failed: {cause}; {UNTOUCHED.format(what)}"
+                ) from None
             try:
                 code, tail, errors = self._run_client(self._client_command(scratch), first, stream)
                 self._judge(what, code, tail, errors, self.dump_trailer, UNTOUCHED.format(what))
@@ -384,6 +399,8 @@ class Engine:
             cause = f"the dump is truncated (it does not end with {trailer.decode()!r})"
         else:
             return
+        remedy = self._remedy(errors)
+        after = f"{remedy}; {after}" if remedy else after
         raise DatabaseError(f"{self.describe()}: loading {what} failed: {cause}; {after}")
 
 

@@ -9,14 +9,16 @@ consistent, and it blocks no writer (only DDL that needs an exclusive lock
 waits for it). Owners and privileges of every object are kept; the roles come
 from the globals. pg_dump without --create leaves out what belongs to the
 database itself, so the stream starts with it, written by shipper: a
-comment line with the encoding and locale the database must be created
-with, then one DO block that gives the current database, whatever its name,
-the master's owner, comment, privileges and settings.
+comment line with the encoding, locale and tablespace the database must be
+created with, then one DO block that gives the current database, whatever its
+name, what `pg_dump --create` would: owner, connection limit, template flag,
+comment, privileges, and per-database and per-role-in-database settings.
 
 Globals: pg_dumpall --globals-only (roles with their password hashes,
-memberships, tablespaces). Loading it creates missing roles, gives existing
-ones the master's attributes and passwords, and leaves the role running the
-load (and tablespaces that exist) as they are.
+memberships, tablespaces). Loading it creates missing roles and makes existing
+ones the master's exactly (what the master's role lacks - password, settings,
+comment, memberships, privileges - is cleared too); the role running the load
+keeps its own attributes and password, and an existing tablespace its folder.
 
 Load: into a scratch database, then one transaction renames the old
 database aside and the scratch database into its place, and the old one is
@@ -26,6 +28,7 @@ sessions connected to that database are ended at the swap.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -43,6 +46,8 @@ from .base import (
     scratch_name,
     write_private,
 )
+
+log = logging.getLogger("shipper.databases")
 
 SYSTEM_DATABASES = frozenset({"postgres", "template0", "template1"})
 MAINTENANCE_DB = "postgres"
@@ -119,7 +124,7 @@ class PostgreSQL(Engine):
         return parts[0] if int(re.sub(r"\D.*", "", parts[0]) or 0) >= 10 else ".".join(parts[:2])
 
     def _list_databases_query(self) -> str:
-        return "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate"
+        return "SELECT datname FROM pg_database WHERE datallowconn"  # user templates too
 
     def _size_query(self) -> str:
         return "SELECT pg_database_size(%s)"
@@ -138,6 +143,7 @@ class PostgreSQL(Engine):
     def _dump_command(self, database: str) -> List[str]:
         conninfo = self.conninfo(database)
         dump = [self._tool("pg_dump"), "--no-password", "--format=plain", f"--dbname={conninfo}"]
+        dump += self.server.dump_options
         return [sys.executable, "-m", "shipper.databases.postgresql", "dump", conninfo, "--", *dump]
 
     def _globals_command(self) -> List[str]:
@@ -162,19 +168,9 @@ class PostgreSQL(Engine):
 
     def _create_database(self, name: str, properties: Dict[str, Any]) -> None:
         options = [sql.SQL("TEMPLATE template0")]
-        for option, key in (
-            ("ENCODING", "encoding"),
-            ("LC_COLLATE", "collate"),
-            ("LC_CTYPE", "ctype"),
-        ):
+        for template, key, quote in _CREATE_OPTIONS:
             if properties.get(key):
-                options.append(sql.SQL(f"{option} {{}}").format(sql.Literal(properties[key])))
-        if properties.get("icu_locale"):
-            options.append(
-                sql.SQL("LOCALE_PROVIDER icu ICU_LOCALE {}").format(
-                    sql.Literal(properties["icu_locale"])
-                )
-            )
+                options.append(sql.SQL(template).format(quote(properties[key])))
         query = sql.SQL("CREATE DATABASE {} ").format(sql.Identifier(name)) + sql.SQL(" ").join(
             options
         )
@@ -184,10 +180,16 @@ class PostgreSQL(Engine):
             wanted = ", ".join(f"{k} {v}" for k, v in properties.items() if k != "engine")
             raise DatabaseError(
                 f"{exc}; the dumped database was made with {wanted or 'the defaults'}: "
-                "this server needs the same encoding and locale (install the locale)"
+                "this server needs the same encoding and locale (install the locale) and "
+                "tablespace (load the globals first)"
             ) from None
 
     def _drop_database(self, name: str) -> None:
+        found = self._query(_DROP_BLOCKERS, (name,))
+        if found and found[0][0]:  # a template cannot be dropped
+            self._query(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
+        if found and found[0][1]:  # nor a database with subscriptions
+            self._query(_DROP_SUBSCRIPTIONS, database=name)
         force = sql.SQL(" WITH (FORCE)") if self._version_num() >= 130000 else sql.SQL("")
         self._query(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)) + force)
 
@@ -196,7 +198,13 @@ class PostgreSQL(Engine):
 
     def _replace(self, scratch: str, target: str) -> None:
         aside = scratch_name("old", target)
-        self._drop_database(aside)  # left by a swap that committed and then died: replaced data
+        try:
+            self._drop_database(aside)  # left by a swap that committed and then died: old data
+        except DatabaseError as exc:
+            raise DatabaseError(
+                f"{exc}; the old copy {aside} an earlier load left cannot be dropped and {target} "
+                f"was left as it was before; drop {aside} by hand and load again"
+            ) from None
         try:
             self._query(_SWAP, (target, target, aside, scratch, target), self._admin_db(target))
         except DatabaseError as exc:
@@ -204,19 +212,74 @@ class PostgreSQL(Engine):
                 f"{exc}; moving the loaded database into {target} failed and {target} was left "
                 "as it was before; if other sessions keep connecting to it, stop them"
             ) from None
-        self._drop_database(aside)
+        try:
+            self._drop_database(aside)
+        except DatabaseError as exc:  # the load is complete: say so, but do not fail it
+            log.warning(
+                "%s; %s is loaded, but its old copy %s could not be dropped; drop it by hand "
+                "(the next load tries again)",
+                exc,
+                target,
+                aside,
+            )
 
     def _admin_db(self, target: str) -> str:
         return "template1" if target == MAINTENANCE_DB else MAINTENANCE_DB
+
+    def _remedy(self, errors: str) -> str:
+        if _MISSING_ROLE.search(errors):
+            return (
+                "the role comes with the users and grants: load them first "
+                "(restore-db --globals; promote loads them itself)"
+            )
+        return ""
 
     def _prepare_globals(self, dump: bytes) -> bytes:
         me = self._query("SELECT quote_ident(current_user)")[0][0].encode()
         spaces = {
             row[0].encode() for row in self._query("SELECT quote_ident(spcname) FROM pg_tablespace")
         }
-        lines = [_global_line(line, me, spaces) for line in dump.split(b"\n")]
+        expiring = {
+            row[0].encode()
+            for row in self._query(
+                "SELECT quote_ident(rolname) FROM pg_roles WHERE rolvaliduntil IS NOT NULL"
+            )
+        }
+        lines = [_global_line(line, me, spaces, expiring) for line in dump.split(b"\n")]
         return b"\n".join(line for line in lines if line is not None)
 
+
+# CREATE DATABASE options for the header's properties (absent: the server's default).
+_CREATE_OPTIONS = (
+    ("ENCODING {}", "encoding", sql.Literal),
+    ("LC_COLLATE {}", "collate", sql.Literal),
+    ("LC_CTYPE {}", "ctype", sql.Literal),
+    ("LOCALE_PROVIDER icu ICU_LOCALE {}", "icu_locale", sql.Literal),
+    ("ICU_RULES {}", "icu_rules", sql.Literal),  # PostgreSQL 16+
+    ("LOCALE_PROVIDER builtin BUILTIN_LOCALE {}", "builtin_locale", sql.Literal),  # 17+
+    ("TABLESPACE {}", "tablespace", sql.Identifier),
+)
+_DROP_BLOCKERS = """
+SELECT d.datistemplate, EXISTS (SELECT FROM pg_subscription s WHERE s.subdbid = d.oid)
+FROM pg_database d WHERE d.datname = %s
+"""
+# Detached from their replication slots first: dropping a subscription must
+# never reach its publisher (a loaded copy names the master's own slot).
+_DROP_SUBSCRIPTIONS = """
+DO $drop$
+DECLARE
+    name text;
+BEGIN
+    FOR name IN SELECT subname FROM pg_subscription
+            WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) LOOP
+        EXECUTE format('ALTER SUBSCRIPTION %I DISABLE', name);
+        EXECUTE format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', name);
+        EXECUTE format('DROP SUBSCRIPTION %I', name);
+    END LOOP;
+END
+$drop$
+"""
+_MISSING_ROLE = re.compile(r'ERROR: +role ".*" does not exist')
 
 # One transaction: end the target's other sessions, rename it aside, rename the
 # scratch database into its place. Renames are transactional: all or nothing.
@@ -236,34 +299,96 @@ $swap$
 """
 
 
-def _global_line(line: bytes, me: bytes, tablespaces: set) -> Optional[bytes]:
+def _global_line(line: bytes, me: bytes, tablespaces: set, expiring: set) -> Optional[bytes]:
     """One line of pg_dumpall --globals-only as shipper loads it; None leaves it out."""
     if line == b"CREATE ROLE " + me + b";" or line.startswith(b"ALTER ROLE " + me + b" WITH "):
         return None  # the loading role keeps its own attributes and password
+    role = _ALTER_ROLE.match(line)
+    if role:
+        return _whole_role(line, role.group(1), role.group(1) in expiring)
     if re.match(rb"CREATE ROLE [^;]+;$", line):
         return b"DO $r$BEGIN " + line + b" EXCEPTION WHEN duplicate_object THEN NULL; END$r$;"
-    match = re.match(rb'CREATE TABLESPACE ("(?:[^"]|"")+"|\S+) ', line)
-    if match and match.group(1) in tablespaces:
-        return None
+    match = _CREATE_TABLESPACE.match(line)
+    if match and match.group(1) in tablespaces:  # its location is this machine's own
+        return b"ALTER TABLESPACE " + match.group(1) + b" OWNER TO " + match.group(2) + b";"
     return line
+
+
+_NAME = rb'("(?:[^"]|"")+"|[^\s"]+)'
+_CREATE_TABLESPACE = re.compile(rb"CREATE TABLESPACE " + _NAME + rb" OWNER " + _NAME + rb" ")
+_ALTER_ROLE = re.compile(rb'ALTER ROLE ("(?:[^"]|"")+"|\S+) WITH .*;$')
+_ROLE_TAIL = re.compile(rb"( PASSWORD '[^']*')?( VALID UNTIL '[^']*')?;$")
+
+
+def _whole_role(line: bytes, role: bytes, expiring: bool) -> bytes:
+    """A role's ALTER ROLE, also clearing what the master's role has not and this one has.
+
+    pg_dumpall leaves out what a role lacks (password, expiry, settings,
+    comment, memberships, privileges); over an existing role those would stay
+    as the slave had them. A role can never expire again (NULL) once it has:
+    'infinity' means the same.
+    """
+    tail = _ROLE_TAIL.search(line)
+    assert tail is not None  # the pattern matches any line ending in ';'
+    password = tail.group(1) or b" PASSWORD NULL"
+    until = tail.group(2) or (b" VALID UNTIL 'infinity'" if expiring else b"")
+    return b"\n".join(
+        [
+            line[: tail.start()] + password + until + b";",
+            b"ALTER ROLE " + role + b" RESET ALL;",
+            b"COMMENT ON ROLE " + role + b" IS NULL;",
+            _REVOKE_GRANTS.replace(b"@ROLE@", b"'" + role.replace(b"'", b"''") + b"'"),
+        ]
+    )
+
+
+# What the role was granted server-wide goes: memberships, privileges on
+# parameters (15+) and tablespaces. The master's are granted again further down
+# the dump. From PostgreSQL 16 on, a membership is revoked per grantor.
+_REVOKE_GRANTS = b"""DO $shipper$DECLARE m record; p text; BEGIN
+FOR m IN SELECT roleid, grantor FROM pg_auth_members WHERE member = @ROLE@::regrole LOOP
+EXECUTE format('REVOKE %I FROM %s', pg_get_userbyid(m.roleid), @ROLE@)
+|| CASE WHEN current_setting('server_version_num')::int >= 160000
+   THEN format(' GRANTED BY %I', pg_get_userbyid(m.grantor)) ELSE '' END || ' CASCADE';
+END LOOP;
+IF to_regclass('pg_catalog.pg_parameter_acl') IS NOT NULL THEN
+FOR p IN EXECUTE 'SELECT DISTINCT parname FROM pg_parameter_acl, aclexplode(paracl) a
+    WHERE a.grantee = $1' USING @ROLE@::regrole LOOP
+EXECUTE format('REVOKE ALL ON PARAMETER %I FROM %s CASCADE', p, @ROLE@);
+END LOOP;
+END IF;
+FOR p IN SELECT DISTINCT spcname FROM pg_tablespace, aclexplode(spcacl) a
+    WHERE a.grantee = @ROLE@::regrole AND a.grantee <> spcowner LOOP
+EXECUTE format('REVOKE ALL ON TABLESPACE %I FROM %s CASCADE', p, @ROLE@);
+END LOOP; END$shipper$;"""
 
 
 # ---------------------------------------------------------------- the dump side
 
 
+# Columns newer servers have are read through to_jsonb (NULL where missing).
 _PROPERTIES = """
-SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
+SELECT pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate,
+       d.datctype AS ctype,
        CASE WHEN to_jsonb(d) ->> 'datlocprovider' = 'i'
-            THEN coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale') END,
-       pg_get_userbyid(d.datdba), shobj_description(d.oid, 'pg_database'), d.datacl IS NOT NULL
-FROM pg_database d WHERE d.datname = current_database()
+            THEN coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale')
+       END AS icu_locale,
+       to_jsonb(d) ->> 'daticurules' AS icu_rules,
+       CASE WHEN to_jsonb(d) ->> 'datlocprovider' = 'b' THEN to_jsonb(d) ->> 'datlocale'
+       END AS builtin_locale,
+       nullif(t.spcname, 'pg_default') AS tablespace,
+       pg_get_userbyid(d.datdba) AS owner, shobj_description(d.oid, 'pg_database') AS comment,
+       d.datacl IS NOT NULL AS has_acl, d.datconnlimit AS limit, d.datistemplate AS template
+FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace
+WHERE d.datname = current_database()
 """
 _ACL = """
 SELECT a.privilege_type,
        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
-       a.is_grantable
-FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database()
-ORDER BY 2, 1
+       a.is_grantable, nullif(pg_get_userbyid(a.grantor), pg_get_userbyid(d.datdba))
+FROM pg_database d, aclexplode(d.datacl) WITH ORDINALITY
+     a(grantor, grantee, privilege_type, is_grantable, n)
+WHERE d.datname = current_database() ORDER BY a.n
 """
 _SETTINGS = """
 SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, s.setconfig
@@ -276,23 +401,27 @@ def database_header(conn: Any) -> tuple:
     """(properties for the header line, the DO block) of the connected database."""
     with conn.cursor() as cur:
         cur.execute(_PROPERTIES)
-        encoding, collate, ctype, icu, owner, comment, has_acl = cur.fetchone()
+        row = dict(zip([column[0] for column in cur.description], cur.fetchone()))
         cur.execute(_ACL)
-        acl = cur.fetchall() if has_acl else []
+        acl = cur.fetchall() if row["has_acl"] else []
         cur.execute(_SETTINGS)
         settings = cur.fetchall()
-    properties = {"engine": "postgresql", "encoding": encoding, "collate": collate, "ctype": ctype}
-    if icu:
-        properties["icu_locale"] = icu
+    properties = {"engine": "postgresql"}
+    properties.update((key, row[key]) for _, key, _ in _CREATE_OPTIONS if row[key])
+    owner, limit, comment = row["owner"], row["limit"], row["comment"]
     statements = [_execute("ALTER DATABASE %I OWNER TO %I", owner)]
+    if limit != -1:
+        statements.append(_execute(f"ALTER DATABASE %I WITH CONNECTION LIMIT {int(limit)}"))
+    if row["template"]:
+        statements.append(_execute("ALTER DATABASE %I IS_TEMPLATE true"))
     if comment is not None:
         statements.append(_execute("COMMENT ON DATABASE %I IS %L", comment))
-    if has_acl:
+    if row["has_acl"]:
         statements += [
             _execute("REVOKE ALL ON DATABASE %I FROM PUBLIC"),
             _execute("REVOKE ALL ON DATABASE %I FROM %I", owner),
         ]
-    statements += [_grant(privilege, grantee, grantable) for privilege, grantee, grantable in acl]
+    statements += [_grant(*entry) for entry in acl]
     for role, config in settings:
         statements += [_setting(role, entry) for entry in config]
     return properties, _do_block(statements)
@@ -308,26 +437,68 @@ def _execute(template: str, *args: str) -> str:
     return f"EXECUTE format({_literal(template)}, {values});"
 
 
-def _grant(privilege: str, grantee: str, grantable: bool) -> str:
-    """grantee is already SQL (PUBLIC or a quoted name); % doubled for format()."""
+def _grant(privilege: str, grantee: str, grantable: bool, grantor: Optional[str]) -> str:
+    """grantee is already SQL (PUBLIC or a quoted name); % doubled for format().
+
+    A grant someone other than the owner made (with the grant option) is made
+    as that role again, as pg_dump does: the ACL names its grantor.
+    """
     option = " WITH GRANT OPTION" if grantable else ""
-    return _execute(f"GRANT {privilege} ON DATABASE %I TO {grantee.replace('%', '%%')}{option}")
+    grant = _execute(f"GRANT {privilege} ON DATABASE %I TO {grantee.replace('%', '%%')}{option}")
+    if grantor is None:
+        return grant
+    as_grantor = f"EXECUTE format('SET LOCAL ROLE %I', {_literal(grantor)});"
+    return f"{as_grantor} {grant} EXECUTE 'RESET ROLE';"
 
 
 def _setting(role: Optional[str], entry: str) -> str:
+    """ALTER DATABASE (or ALTER ROLE IN DATABASE) ... SET with the value as literals.
+
+    Never set_config() then FROM CURRENT: some settings cannot change inside a
+    session, and `role` would switch the loading role itself.
+    """
     name, _, value = entry.partition("=")
-    apply = f"PERFORM set_config({_literal(name)}, {_literal(value)}, true);"
+    assignment = f" SET {_identifier(name)} TO {_setting_value(name, value).replace('%', '%%')}"
     if role is None:
-        return (
-            apply + " " + _execute("ALTER DATABASE %I SET " + _identifier(name) + " FROM CURRENT")
-        )
-    return (
-        apply
-        + " "
-        + _execute(
-            "ALTER ROLE %2$I IN DATABASE %1$I SET " + _identifier(name) + " FROM CURRENT", role
-        )
-    )
+        return _execute("ALTER DATABASE %I" + assignment)
+    return _execute("ALTER ROLE %2$I IN DATABASE %1$I" + assignment, role)
+
+
+# Settings the server stores as a list of quoted names (pg_dump's variable_is_guc_list_quote).
+_LIST_SETTINGS = frozenset(
+    {
+        "local_preload_libraries",
+        "search_path",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "temp_tablespaces",
+        "unix_socket_directories",
+    }
+)
+_LIST_ITEM = re.compile(r'\s*(?:"((?:[^"]|"")*)"|([^,"]*?))\s*(,|$)')
+
+
+def _setting_value(name: str, value: str) -> str:
+    """A stored setting's value as SQL: one literal, or one per element of a list setting."""
+    if name.lower() not in _LIST_SETTINGS:
+        return _literal(value)
+    return ", ".join(_literal(item) for item in _split_list(value)) or "''"
+
+
+def _split_list(value: str) -> List[str]:
+    """`app, "Odd Schema"` -> ["app", "Odd Schema"] (the server's SplitGUCList)."""
+    items: List[str] = []
+    position = 0
+    while position < len(value):
+        match = _LIST_ITEM.match(value, position)
+        if match is None:
+            return [value]
+        quoted, bare, comma = match.groups()
+        items.append(bare if quoted is None else quoted.replace('""', '"'))
+        position = match.end()
+        if not comma:
+            break
+    return items
 
 
 def _identifier(name: str) -> str:

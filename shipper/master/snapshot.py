@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from shipper import __version__
 from shipper.core import hooks, sets, state
@@ -29,7 +29,7 @@ from shipper.core import restic as restic_errors
 from shipper.core.config import Config
 from shipper.core.lock import host_lock
 from shipper.core.manifest import FAILED, OK, UNREADABLE, Manifest, Part, encode
-from shipper.core.restic import BackupResult, Restic, ResticError
+from shipper.core.restic import BackupResult, ItemError, Restic, ResticError
 
 log = logging.getLogger("shipper.snapshot")
 
@@ -46,6 +46,9 @@ _REPOSITORY_ERRORS = (
     restic_errors.ResticTooOld,
 )
 
+# How many vanished or noted paths a manifest and a run record name; the counts are whole.
+LISTED = 20
+
 
 @dataclass
 class SetResult:
@@ -57,6 +60,10 @@ class SetResult:
     files_new: int = 0
     files_changed: int = 0
     unreadable: List[str] = field(default_factory=list)
+    vanished: int = 0
+    vanished_paths: List[str] = field(default_factory=list)
+    noted: int = 0
+    noted_paths: List[str] = field(default_factory=list)
     restic_processes: int = 0
     error: str = ""
 
@@ -248,6 +255,7 @@ class SetRun:
             versions=self.versions,
             paths=self.cfg.paths,
             exclude=self.cfg.exclude,
+            volatile=self.cfg.volatile,
             machine_specific=self.cfg.machine_specific,
             set_dir=str(set_dir(self.cfg)),
             parts=[*self.result.parts, *([files] if files else [])],
@@ -280,6 +288,8 @@ class SetRun:
         self._record_files(files, backup)
         if files.outcome != OK:
             self._amend_manifest()
+        elif self.result.vanished or self.result.noted:
+            self._note_vanished(status)
         else:
             self.result.status = status
 
@@ -292,6 +302,7 @@ class SetRun:
                 part.snapshot = backup.snapshot_id
         self.result.files_new = int(backup.summary.get("files_new", 0))
         self.result.files_changed = int(backup.summary.get("files_changed", 0))
+        self._record_vanished(files, backup)
         if backup.unreadable:
             files.outcome = UNREADABLE
             files.error = f"{len(backup.unreadable)} unreadable: " + "; ".join(
@@ -300,17 +311,67 @@ class SetRun:
             self.result.unreadable = backup.unreadable
         self.result.parts.append(files)
 
-    def _amend_manifest(self) -> None:
-        """A part failed after the manifest went out: commit a corrected one on its own."""
-        document = encode(self.manifest(sets.PARTIAL)).encode()
+    def _record_vanished(self, files: Part, backup: BackupResult) -> None:
+        """Vanished files, and unreadable ones inside `volatile` folders: noted, not failures."""
+        noted = volatile_errors(backup.errors, self.cfg.volatile)
+        skipped = {e.item for e in noted}
+        backup.unreadable = [item for item in backup.unreadable if item not in skipped]
+        result = self.result
+        result.vanished, result.vanished_paths = len(backup.vanished), backup.vanished[:LISTED]
+        result.noted, result.noted_paths = len(noted), [e.label for e in noted[:LISTED]]
+        if result.vanished or result.noted:
+            files.details.update(vanished_details(result))
+
+    def _note_vanished(self, status: str) -> None:
+        """The manifest rode in before restic said what vanished: commit one that says it.
+
+        The set is committed already; a failure to add the note does not undo that.
+        """
+        self.result.status = status
+        try:
+            self._amend_manifest(status)
+        except ResticError as exc:
+            log.warning(
+                "set %s is %s, but the repository does not hold its vanished count: %s",
+                self.set_id,
+                status,
+                exc,
+            )
+
+    def _amend_manifest(self, status: str = sets.PARTIAL) -> None:
+        """Commit a corrected manifest on its own: a part failed, or files vanished,
+        after the manifest went out."""
+        document = encode(self.manifest(status)).encode()
         self.restic.backup_bytes(
             document,
             sets.MANIFEST_FILENAME,
-            [*self.tags(sets.MANIFEST_PART), f"{sets.STATUS_TAG}:{sets.PARTIAL}"],
+            [
+                *self.tags(sets.MANIFEST_PART),
+                f"{sets.STATUS_TAG}:{status}",
+                *sets.count_tags(self.result.vanished, self.result.noted),
+            ],
             self.cfg.hostname,
             time=self.time + dt.timedelta(seconds=1),
         )
-        self.result.status = sets.PARTIAL
+        self.result.status = status
+
+
+def volatile_errors(errors: Sequence[ItemError], volatile: Sequence[str]) -> List[ItemError]:
+    """The unreadable items inside a `volatile` folder (vanished ones are counted apart)."""
+    return [e for e in errors if not e.vanished and is_inside(e.item, volatile)]
+
+
+def is_inside(path: str, folders: Sequence[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders if f)
+
+
+def vanished_details(result: SetResult) -> Dict[str, Any]:
+    return {
+        "vanished": result.vanished,
+        "vanished_paths": result.vanished_paths,
+        "noted": result.noted,
+        "noted_paths": result.noted_paths,
+    }
 
 
 def unreached_parts(engine: Any, error: Exception) -> List[Part]:

@@ -49,6 +49,7 @@ class RepositoryView:
     newest_complete: Optional[str] = None
     newest: Optional[str] = None
     newest_status: Optional[str] = None
+    newest_vanished: int = 0
     size: Optional[int] = None
     created: Optional[float] = None
     error: Optional[str] = None
@@ -89,6 +90,7 @@ def repository_view(cfg: Config, restic_factory: Optional[ResticFactory] = None)
     view.newest_complete = newest_complete.id if newest_complete else None
     if found:
         view.newest, view.newest_status = found[0].id, found[0].status
+        view.newest_vanished = found[0].vanished
     if path:
         view.size = disk_usage(path)
         view.created = _mtime(path / "config")
@@ -281,11 +283,18 @@ def _last_run(cfg: Config, report: Report) -> None:
         "bytes_added": run.get("bytes_added"),
         "error": run.get("error") or "",
         "failures_in_a_row": int(state.get("failures") or 0),
+        "vanished": _run_vanished(cfg, run.get("set")),
     }
     if run.get("status") != notify.COMPLETE:
         report.add(
             WARNING, f"the last run {run.get('status')}: {run.get('error') or 'no error recorded'}"
         )
+
+
+def _run_vanished(cfg: Config, set_id: Any) -> int:
+    """The vanished count of the last run, from its record (the notification state has none)."""
+    record = state_files.last_run(cfg.state)
+    return record.vanished if record and set_id and record.set_id == set_id else 0
 
 
 def _epoch(text: Any) -> float:
@@ -319,6 +328,7 @@ def _repository(cfg: Config, report: Report, view: RepositoryView) -> None:
         "size": view.size,
         "newest": view.newest,
         "newest_status": view.newest_status,
+        "newest_vanished": view.newest_vanished,
         "error": view.error,
     }
     if view.error:
@@ -419,7 +429,8 @@ def detail_lines(report: Report) -> List[str]:
         if run:
             took = f", {run['duration']:.1f}s" if run.get("duration") else ""
             added = f", added {human_bytes(run['bytes_added'])}" if run.get("bytes_added") else ""
-            lines.append(f"last run:    {run['set'] or '-'} {run['status']}{took}{added}")
+            gone = f", {run['vanished']} files vanished" if run.get("vanished") else ""
+            lines.append(f"last run:    {run['set'] or '-'} {run['status']}{took}{added}{gone}")
             if run.get("error"):
                 lines.append(f"             error: {run['error']}")
         else:
@@ -429,8 +440,14 @@ def detail_lines(report: Report) -> List[str]:
         lines.append(f"repository:  {repo['location']}: unreadable")
     else:
         size = f", {human_bytes(repo['size'])} on disk" if repo.get("size") is not None else ""
+        gone = (
+            f", {repo['newest_vanished']} files vanished in the newest"
+            if repo.get("newest_vanished")
+            else ""
+        )
         lines.append(
-            f"repository:  {repo['location']}: {repo['sets']} sets ({repo['complete_sets']} complete){size}"
+            f"repository:  {repo['location']}: {repo['sets']} sets "
+            f"({repo['complete_sets']} complete){size}{gone}"
         )
     if "receiver" in data:
         rec = data["receiver"]

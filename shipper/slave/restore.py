@@ -10,6 +10,7 @@ from shipper import databases
 from shipper.core import manifest as manifests
 from shipper.core import sets
 from shipper.core.errors import NotFound, Refused, ShipperError
+from shipper.core.files import not_a_folder
 from shipper.core.manifest import Dump
 from shipper.core.restic import Restic
 
@@ -36,6 +37,9 @@ def restore_files(
     for path in paths:
         if not path.startswith("/"):
             raise Refused(f"--path {path}: give an absolute path as it was on the master")
+    problem = not_a_folder(target)
+    if problem:
+        raise Refused(f"--target {problem}: give a folder (it is made when missing)")
     Path(target).mkdir(parents=True, exist_ok=True)
     return restic.restore(
         part.snapshot,

@@ -76,3 +76,71 @@ def test_slave_disk_full_fails_clearly_keeps_old_sets_and_recovers(
         assert checked.returncode == 0, checked.stdout + checked.stderr
     finally:
         server.stop()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 100 MiB tmpfs with 64 inodes: filled or remounted read-only by the test."""
+    disk = tmp_path / "tiny-disk"
+    disk.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=100m,nr_inodes=64,mode=0700", "tmpfs", str(disk)],
+        check=True,
+    )
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_master_state_disk_full_or_read_only_names_the_state_folder(
+    fresh_repo: ShipperEnv, tiny_disk: Path
+):
+    env = fresh_repo
+    state = tiny_disk / "state"
+    env.write_config(state_dir=str(state))
+    make_dataset(env.src, files=20, mib=1)
+    snapshot_ok(env)
+    before = sets_json(env)
+    filler = fill(tiny_disk, leave=0)
+    failed = env.run("snapshot")
+    err = clean_failure(failed).strip().splitlines()[-1]  # after the notifier's warnings
+    assert err.startswith("shipper: error: cannot write"), err
+    assert f"shipper's state folder {state}" in err and "no space" in err, err
+    filler.unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    failed = env.run("snapshot")
+    err = clean_failure(failed).strip().splitlines()[-1]
+    assert f"shipper's state folder {state}" in err and "read-only" in err, err
+    assert sets_json(env) == before
+
+
+def test_promote_root_out_of_inodes_names_that_disk(
+    fresh_repo: ShipperEnv, tiny_disk: Path, tmp_path: Path
+):
+    """The repository's disk has room; the root's has too few inodes: the message says which.
+
+    Promote finds it in preflight, before anything changes; `shipper restore`
+    (no preflight) fails on the way and names the target's disk, not the repository.
+    """
+    env = fresh_repo
+    for number in range(200):
+        (env.src / f"f{number:03}").write_text("x")
+    snapshot_ok(env)
+    settings = {**env.settings, "role": "slave", "state_dir": str(tmp_path / "slave-state")}
+    settings["repository"] = {
+        **settings["repository"],
+        "local_path": env.settings["repository"]["url"],
+    }
+    env.write_config(**settings)
+    failed = env.run("promote", "--yes", "--root", str(tiny_disk))
+    clean_failure(failed)
+    assert f"FAIL inodes: {tiny_disk}: " in failed.stdout and "df -i" in failed.stdout, (
+        failed.stdout
+    )
+    assert os.listdir(tiny_disk) == [] and not (tmp_path / "slave-state" / "promote").exists()
+    failed = env.run("restore", "latest", "--target", str(tiny_disk))
+    err = clean_failure(failed)
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"no space or no inodes left on the filesystem of {tiny_disk}" in err, err
+    assert "repository" not in err, err

@@ -1,0 +1,1 @@
+"""The fast tier: no servers, no restic, seconds."""

@@ -16,7 +16,9 @@ LINE_LIMIT = 500
 LONG_MODULES: Set[str] = {
     "shipper.core.config",
     "shipper.core.restic",
+    "shipper.databases.base",
     "shipper.databases.mariadb",
+    "shipper.databases.postgresql",
     "shipper.slave.receiver",
 }
 

@@ -20,6 +20,7 @@ DOCUMENT = {
     "versions": {"shipper": "0.1.0", "restic": "0.18.0", "mariadb": "10.11.6"},
     "paths": ["/srv/app", "/etc"],
     "exclude": ["*.tmp"],
+    "volatile": [],
     "machine_specific": ["/etc/machine-id"],
     "set_dir": "/var/lib/shipper/set",
     "parts": [

@@ -49,6 +49,8 @@ def test_the_plan_reads_in_step_order() -> None:
         scope=scope,
         includes=["/srv/app"],
         children={},
+        in_the_way=[],
+        rewrite=[],
         changes=None,
         databases=[dump],
         skipped_parts={},

@@ -56,6 +56,10 @@ class Plan:
     scope: Scope
     includes: List[str]
     children: Dict[str, List[str]]
+    # Slave folders where the set has another type: removed before restic runs.
+    in_the_way: List[str]
+    # Slave files restic will rewrite: unlinked first, so sparse files stay sparse.
+    rewrite: List[str]
     changes: Optional[FileChanges]
     databases: List[Dump]
     skipped_parts: Dict[str, str]
@@ -67,6 +71,7 @@ class Plan:
     def to_json(self) -> Dict[str, Any]:
         data = asdict(self)
         data.pop("children")
+        data.pop("rewrite")  # one per changed file: the counts say it
         return data
 
 

@@ -14,6 +14,7 @@ from shipper.core import hooks, sets
 from shipper.core import manifest as manifests
 from shipper.core.config import Config
 from shipper.core.errors import NotFound, Refused
+from shipper.core.files import not_a_folder
 from shipper.core.manifest import Dump, Manifest
 from shipper.core.progress import human_bytes as _human
 from shipper.core.restic import Restic, ResticError
@@ -39,7 +40,9 @@ from shipper.slave.promote.scope import (
     is_under,
     norm,
     restic_pattern,
+    rewritten_files,
     summarize_preview,
+    type_changes,
     under_root,
 )
 
@@ -80,6 +83,8 @@ class Preflight:
 
         interrupted = Journal.unfinished(self.folder)
         self._check_role(check, interrupted)
+        if not self._check_root(check):
+            return self.checks
         try:
             found = sets.group(self.restic.snapshots())
         except ResticError as exc:
@@ -124,6 +129,15 @@ class Preflight:
             return
         record = record or damage.load(self.cfg)
         check("instead", False, damage.offer(self.restic, found, record, skip=self.chosen.id))
+
+    def _check_root(self, check: Callable[..., bool]) -> bool:
+        """--root must be a folder (or not exist yet under one): found before the receiver stops."""
+        problem = not_a_folder(self.root)
+        if problem:
+            return check("root", False, f"--root {problem}; give a folder")
+        if self.root != "/":
+            check("root", True, f"{self.root}: a folder")
+        return True
 
     def _check_role(self, check: Callable[..., bool], interrupted: List[Dict[str, Any]]) -> None:
         if self.cfg.role == "slave":
@@ -320,9 +334,11 @@ class Preflight:
         scope = Scope.make(self.restored_paths(files_part), self.protected_paths())
         children: Dict[str, List[str]] = {}
         includes: List[str] = []
+        in_the_way: List[str] = []
+        rewrite: List[str] = []
         changes = None
         if snapshot and FILES not in done and scope.paths:
-            changes, children = self._preview(snapshot, scope)
+            changes, children, in_the_way, rewrite = self._preview(snapshot, scope)
             includes = scope.includes(children)
         loads = self.manifest.dumps(chosen)
         wanted = list(changes.bytes_by_path.items()) if changes else []
@@ -330,6 +346,8 @@ class Preflight:
             say,
             [(under_root(self.root, p), n) for p, n in wanted] + self._database_space(loads, done),
         )
+        if changes is not None:
+            self._check_inodes(say, changes.entries_to_create)
         post = [hook.name for hook in hooks.find(self.cfg.hooks.dirs, hooks.POST_RESTORE)]
         steps = [
             RECEIVER,
@@ -348,6 +366,8 @@ class Preflight:
             scope=scope,
             includes=includes,
             children=children,
+            in_the_way=in_the_way,
+            rewrite=rewrite,
             changes=changes,
             databases=loads,
             skipped_parts=self.manifest.failed_parts(),
@@ -386,7 +406,9 @@ class Preflight:
             }
         )
 
-    def _preview(self, snapshot: str, scope: Scope) -> Tuple[FileChanges, Dict[str, List[str]]]:
+    def _preview(
+        self, snapshot: str, scope: Scope
+    ) -> Tuple[FileChanges, Dict[str, List[str]], List[str], List[str]]:
         """restic's dry run over the whole paths: the changes, and what the route folders hold.
 
         Protected items are in restic's answer (it was asked about whole
@@ -409,7 +431,9 @@ class Preflight:
                 kept.append(item)
         changes = summarize_preview(self.root, kept, scope.paths)
         changes.warnings = errors
-        return changes, {folder: sorted(names) for folder, names in children.items()}
+        named = {folder: sorted(names) for folder, names in children.items()}
+        in_the_way = type_changes(self.root, scope, items)
+        return changes, named, in_the_way, rewritten_files(self.root, scope, items)
 
     def _database_space(self, loads: List[Dump], done: List[str]) -> List[Tuple[str, int]]:
         """Where each engine keeps its data and the bytes its loads add (a load is about its dump)."""
@@ -446,6 +470,22 @@ class Preflight:
             )
             self.checks.append(item)
             say(item)
+
+    def _check_inodes(self, say: Say, count: int) -> None:
+        """The root's filesystem has an inode for every entry the restore creates."""
+        where = _existing(self.root)
+        info = os.statvfs(where)
+        if not info.f_files or not count:
+            return  # no inode limit (btrfs, ...) or nothing new
+        ok = info.f_favail >= count
+        item = Check(
+            "inodes",
+            ok,
+            f"{where}: {count} new files and folders, {info.f_favail} inodes free"
+            + ("" if ok else f"; free inodes there (`df -i {where}`), then run promote again"),
+        )
+        self.checks.append(item)
+        say(item)
 
 
 def _existing(path: str) -> str:

@@ -17,6 +17,8 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
+from shipper.core.errors import Refused
+
 
 def norm(path: str) -> str:
     return posixpath.normpath(path) if path.startswith("/") else path
@@ -80,6 +82,7 @@ class Scope:
             for name in children.get(folder, []):
                 item = posixpath.join(folder, name)
                 if item not in kept:
+                    refuse_overlap(item, [k for k in kept if posixpath.dirname(k) == folder])
                     out.append(item)
         return sorted(out)
 
@@ -89,8 +92,49 @@ class Scope:
 
 
 def restic_pattern(path: str) -> str:
-    """An exact path as a restic filter pattern (its glob characters escaped)."""
-    return re.sub(r"([\\*?\[])", r"\\\1", path)
+    """An exact path as a restic filter pattern (its glob characters escaped).
+
+    restic's JSON turns each byte of a name that is not UTF-8 into U+FFFD;
+    `?` matches that one byte again (Go's glob reads an invalid byte as one
+    character), so such a name is still restored with its exact bytes.
+    """
+    return re.sub(r"([\\*?\[])", r"\\\1", path).replace(REPLACEMENT, "?")
+
+
+REPLACEMENT = "\ufffd"
+
+
+def refuse_overlap(item: str, kept: Sequence[str]) -> None:
+    """A byte name's pattern (U+FFFD as `?`) must not also match a protected sibling."""
+    name = posixpath.basename(item)
+    if REPLACEMENT not in name:
+        return
+    for other in kept:
+        theirs = posixpath.basename(other)
+        if len(theirs) == len(name) and all(a in (b, REPLACEMENT) for a, b in zip(name, theirs)):
+            raise Refused(
+                f"{item} (a name that is not UTF-8) cannot be told from the machine-specific "
+                f"{other} by restic's include pattern; rename one of them on the master"
+            )
+
+
+def json_name(name: str) -> str:
+    """A name read from disk as restic's JSON spells it: each byte that is not UTF-8 as U+FFFD."""
+    raw = os.fsencode(name)
+    out, i = [], 0
+    while i < len(raw):
+        for size in (1, 2, 3, 4):
+            try:
+                char = raw[i : i + size].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            out.append(char)
+            i += size
+            break
+        else:
+            out.append(REPLACEMENT)
+            i += 1
+    return "".join(out)
 
 
 def under_root(root: str, path: str) -> str:
@@ -122,9 +166,103 @@ def route_removals(root: str, scope: Scope, children: Dict[str, List[str]]) -> L
         expected = set(children.get(folder, []))
         for name in sorted(os.listdir(target)):
             item = posixpath.join(folder, name)
-            if name not in expected and not scope.keeps(item):
+            if json_name(name) not in expected and not scope.keeps(item):
                 out.append(item)
     return out
+
+
+def type_changes(root: str, scope: Scope, items: List[Dict[str, Any]]) -> List[str]:
+    """Set entries the slave has as a folder while the set has something else (snapshot paths).
+
+    restic replaces such a folder by a file but not by a symlink (`RemoveNode:
+    directory not empty`), so promote removes it before restic runs. An entry
+    of the set that no other entry lies in is not a folder, or an empty one
+    (then restic --delete would empty the slave's folder anyway).
+    """
+    wanted = [
+        str(item.get("item", "")) for item in items if item.get("action") in ("restored", "updated")
+    ]
+    folders = {posixpath.dirname(where) for where in wanted}
+    out = []
+    for where in wanted:
+        if where in folders or scope.keeps(where) or not inside_paths(scope, where):
+            continue
+        target = under_root(root, where)
+        with contextlib.suppress(OSError):
+            if stat.S_ISDIR(os.lstat(target).st_mode) and os.listdir(target):
+                out.append(where)
+    return sorted(out)
+
+
+def rewritten_files(root: str, scope: Scope, items: List[Dict[str, Any]]) -> List[str]:
+    """The slave's files that restic will update (snapshot paths): promote unlinks them first.
+
+    restic --sparse leaves holes only in files it creates; into an existing
+    file it writes the zeros (the old bytes there may not be zero), so a
+    sparse file would take its full size. Unlinking also keeps restic from
+    writing through a slave-side hardlink into a file outside `paths`.
+    """
+    out = []
+    for item in items:
+        where = str(item.get("item", ""))
+        if item.get("action") != "updated" or scope.keeps(where):
+            continue
+        if not inside_paths(scope, where):
+            continue
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(under_root(root, where)).st_mode):
+                out.append(where)
+    return sorted(out)
+
+
+def unlink_files(root: str, scope: Scope, items: Sequence[str]) -> int:
+    """Unlink those files, never through a symlinked folder; a missing one is fine (a resumed run)."""
+    removed = 0
+    for where in items:
+        target = under_root(root, where)
+        if not inside_paths(scope, where) or not real_folders_to(root, where):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(os.lstat(target).st_mode):
+                os.unlink(target)
+                removed += 1
+    return removed
+
+
+def inside_paths(scope: Scope, path: str) -> bool:
+    """path is one of the restored paths or inside one, and holds nothing protected."""
+    return any(is_under(path, top) for top in scope.paths) and not any(
+        is_under(m, path) for m in scope.protected
+    )
+
+
+def remove_in_the_way(root: str, scope: Scope, items: Sequence[str]) -> int:
+    """Remove the slave's folders where the set has another type, never through a symlink."""
+    removed = 0
+    for where in items:
+        target = under_root(root, where)
+        if not inside_paths(scope, where) or not real_folders_to(root, where):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.lstat(target).st_mode):
+                shutil.rmtree(target)
+                removed += 1
+    return removed
+
+
+def real_folders_to(root: str, where: str) -> bool:
+    """Every folder from root down to where's parent is a real folder, not a symlink."""
+    current = root
+    for name in posixpath.dirname(where).strip("/").split("/"):
+        if not name:
+            continue
+        current = os.path.join(current, name)
+        try:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                return False
+        except FileNotFoundError:
+            return False
+    return True
 
 
 def remove_entry(path: str) -> None:
@@ -135,18 +273,7 @@ def remove_entry(path: str) -> None:
         os.unlink(path)
 
 
-# ---------------------------------------------------------------- folders above the paths
-
-
-def ancestors(root: str, paths: Sequence[str]) -> List[str]:
-    """Real folders strictly above each path (restic resets their owner, mode and times)."""
-    out: Set[str] = set()
-    for path in paths:
-        parent = posixpath.dirname(path)
-        while parent != "/":
-            out.add(under_root(root, parent))
-            parent = posixpath.dirname(parent)
-    return sorted(out)
+# ---------------------------------------------------------------- folders' metadata
 
 
 def capture_metadata(folders: Sequence[str]) -> Dict[str, Dict[str, Any]]:
@@ -181,7 +308,7 @@ def _xattrs(path: str) -> Dict[str, str]:
 
 
 def restore_metadata(saved: Dict[str, Dict[str, Any]]) -> None:
-    """Put back what restic changed on folders outside `paths` (deepest first)."""
+    """Put back the folders' metadata as captured (deepest first)."""
     for folder in sorted(saved, key=len, reverse=True):
         meta = saved[folder]
         try:
@@ -211,6 +338,7 @@ class FileChanges:
     unchanged: int = 0
     removed: int = 0
     bytes_to_write: int = 0
+    entries_to_create: int = 0  # files and folders the slave lacks: each takes an inode
     removed_sample: List[str] = field(default_factory=list)
     bytes_by_path: Dict[str, int] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
@@ -227,6 +355,8 @@ def summarize_preview(root: str, items: List[Dict[str, Any]], paths: Sequence[st
         located.append((str(item.get("action")), where, int(item.get("size") or 0)))
     folders = {posixpath.dirname(where) for _, where, _ in located}
     for action, where, size in located:
+        if action == "restored":
+            changes.entries_to_create += 1
         if where in folders:
             continue
         if action == "restored":

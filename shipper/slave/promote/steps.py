@@ -34,13 +34,14 @@ from shipper.slave.promote.model import (
 )
 from shipper.slave.promote.preflight import Preflight
 from shipper.slave.promote.scope import (
-    ancestors,
     capture_metadata,
     remove_entry,
+    remove_in_the_way,
     restic_pattern,
     restore_metadata,
     route_removals,
     under_root,
+    unlink_files,
 )
 from shipper.slave.restore import load_part
 
@@ -163,13 +164,15 @@ class Promotion(Preflight):
     # ------------------------------------------------------------ files
 
     def restore_files(self, plan: Plan) -> Dict[str, Any]:
-        journal = self.journal
-        assert journal is not None and plan.files_snapshot
-        # Saved once, before restic first runs: a resumed run must not save what restic changed.
-        saved = journal.data.get("ancestors")
-        if saved is None:
-            saved = capture_metadata(ancestors(self.root, plan.scope.paths))
-            journal.remember("ancestors", saved)
+        """restic restore in place, then the route folders' stale entries.
+
+        Folders end with the set's metadata, the folders above `paths`
+        included (restic sets those); the route folders' metadata is read back
+        after restic and put again after shipper's removals changed their mtime.
+        """
+        assert plan.files_snapshot
+        replaced = remove_in_the_way(self.root, plan.scope, plan.in_the_way)
+        unlink_files(self.root, plan.scope, plan.rewrite)
         summary: Dict[str, Any] = {}
         if plan.includes:
             try:
@@ -181,14 +184,15 @@ class Promotion(Preflight):
                 )
             except ResticError as exc:
                 raise PromoteFailed(_with_item_errors(exc)) from None
+        route = capture_metadata([under_root(self.root, f) for f in plan.scope.route])
         removed = route_removals(self.root, plan.scope, plan.children)
         for item in removed:
             remove_entry(under_root(self.root, item))
-        restore_metadata(saved)
+        restore_metadata(route)
         return {
             "files_restored": summary.get("files_restored", 0),
             "files_skipped": summary.get("files_skipped", 0),
-            "files_deleted": int(summary.get("files_deleted", 0)) + len(removed),
+            "files_deleted": int(summary.get("files_deleted", 0)) + len(removed) + replaced,
             "bytes_restored": summary.get("bytes_restored", 0),
         }
 
