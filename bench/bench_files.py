@@ -5,6 +5,10 @@ fresh local repositories of the same kind: a first run, an unchanged second
 run and a run after a 5% mutation, for `shipper snapshot` and for plain
 `restic backup`. Prints the ratios (target: at most 1.05 on the first and the
 unchanged run). Run: .venv/bin/python bench/bench_files.py [--files N --mib M]
+
+--baseline SHIPPER times another shipper executable too (an older checkout's
+.venv/bin/shipper), on a repository of its own, in the same run: before and
+after a change, under the same machine load.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3, help="unchanged runs to average")
+    parser.add_argument("--baseline", metavar="SHIPPER", help="another shipper to time as well")
     args = parser.parse_args()
     os.environ["PATH"] = tool_path()
 
@@ -61,22 +66,31 @@ def main() -> int:
             "backup", "--json", "--host", "bench", str(env.src),
         ]  # fmt: skip
         plain_env = {**env.env(), "RESTIC_CACHE_DIR": str(base / "plain-cache")}
+        runners = [("restic", plain, plain_env), ("shipper", shipper, env.env())]
+        if args.baseline:
+            old = ShipperEnv(base / "baseline")
+            old.write_config(paths=[str(env.src)])
+            old.run("init", check=True)
+            runners.append(("baseline", [args.baseline, "snapshot"], old.env()))
 
         rows = []
         for label, rounds in (("first run", 1), ("unchanged", args.rounds), ("5% changed", 1)):
             if label == "5% changed":
                 mutate_dataset(env.src, percent=5, seed=12)
-            ours = theirs = 0.0
+            spent = {name: 0.0 for name, _, _ in runners}
             for _ in range(rounds):
-                drop_caches()
-                theirs += timed(plain, plain_env)
-                drop_caches()
-                ours += timed(shipper, env.env())
-            rows.append((label, ours / rounds, theirs / rounds))
+                for name, argv, run_env in runners:
+                    drop_caches()
+                    spent[name] += timed(argv, run_env)
+            rows.append((label, {name: total / rounds for name, total in spent.items()}))
 
-        print(f"{'run':<12} {'shipper s':>10} {'restic s':>10} {'ratio':>7}")
-        for label, ours, theirs in rows:
-            print(f"{label:<12} {ours:>10.2f} {theirs:>10.2f} {ours / theirs:>7.3f}")
+        names = [name for name, _, _ in runners]
+        print(f"{'run':<12} " + " ".join(f"{n + ' s':>11}" for n in names) + "  ratios to restic")
+        for label, seconds in rows:
+            ratios = " ".join(
+                f"{n}={seconds[n] / seconds['restic']:.3f}" for n in names if n != "restic"
+            )
+            print(f"{label:<12} " + " ".join(f"{seconds[n]:>11.2f}" for n in names) + f"  {ratios}")
         print("target: ratio <= 1.05 on the first and the unchanged run")
     finally:
         shutil.rmtree(base, ignore_errors=True)
