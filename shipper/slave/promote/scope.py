@@ -15,7 +15,7 @@ import re
 import shutil
 import stat
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set
 
 from shipper.core.errors import Refused
 
@@ -216,17 +216,8 @@ def rewritten_files(root: str, scope: Scope, items: List[Dict[str, Any]]) -> Lis
 
 
 def unlink_files(root: str, scope: Scope, items: Sequence[str]) -> int:
-    """Unlink those files, never through a symlinked folder; a missing one is fine (a resumed run)."""
-    removed = 0
-    for where in items:
-        target = under_root(root, where)
-        if not inside_paths(scope, where) or not real_folders_to(root, where):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISREG(os.lstat(target).st_mode):
-                os.unlink(target)
-                removed += 1
-    return removed
+    """Unlink the slave's files that restic will rewrite."""
+    return _remove_inside(root, scope, items, stat.S_ISREG, os.unlink)
 
 
 def inside_paths(scope: Scope, path: str) -> bool:
@@ -237,15 +228,27 @@ def inside_paths(scope: Scope, path: str) -> bool:
 
 
 def remove_in_the_way(root: str, scope: Scope, items: Sequence[str]) -> int:
-    """Remove the slave's folders where the set has another type, never through a symlink."""
+    """Remove the slave's folders where the set has another type."""
+    return _remove_inside(root, scope, items, stat.S_ISDIR, shutil.rmtree)
+
+
+def _remove_inside(
+    root: str,
+    scope: Scope,
+    items: Sequence[str],
+    of_kind: Callable[[int], bool],
+    remove: Callable[[str], None],
+) -> int:
+    """Remove each item that is of_kind, only inside `paths` and never through a
+    symlinked folder; a missing one is fine (a resumed run removed it)."""
     removed = 0
     for where in items:
         target = under_root(root, where)
         if not inside_paths(scope, where) or not real_folders_to(root, where):
             continue
         with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISDIR(os.lstat(target).st_mode):
-                shutil.rmtree(target)
+            if of_kind(os.lstat(target).st_mode):
+                remove(target)
                 removed += 1
     return removed
 
