@@ -148,7 +148,8 @@ def capture(argv: Sequence[str], timeout: Optional[float] = None) -> str:
 
 
 def become(argv: Sequence[str]) -> NoReturn:
-    """Replace this process with argv (systemd's ExecStart of the receiver)."""
+    """Replace this process with argv (the receiver under systemd; a dump tool after its
+    header); argv[0] is a path or a name looked up in PATH."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(argv[0], list(argv))
+    os.execvp(argv[0], list(argv))

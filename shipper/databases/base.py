@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Sequence
 
+from shipper.core import process
 from shipper.core.errors import ShipperError
-from shipper.core.process import die_with_parent
 
 log = logging.getLogger("shipper.databases")
 
@@ -362,14 +362,14 @@ class Engine:
 
     def _run_client(self, argv: List[str], first: bytes, stream: IO[bytes]) -> tuple:
         """Stream `first` + `stream` into the client: (exit code, the stream's tail, stderr)."""
-        client = subprocess.Popen(
+        # Dies with shipper (process.spawn): a client must not go on loading after a
+        # killed shipper; its re-run loads again.
+        client = process.spawn(
             argv,
+            env=process.scrubbed_environment(self._env()),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env={**os.environ, **self._env()},
-            # A client must not go on loading after a killed shipper: its re-run loads again.
-            preexec_fn=die_with_parent,
         )
         assert client.stdin is not None and client.stderr is not None
         errors: List[bytes] = []
@@ -460,7 +460,7 @@ def exec_with_header(properties: Dict[str, Any], prologue: bytes, argv: List[str
     out.write(header_line(properties) + prologue)
     out.flush()
     try:
-        os.execvp(argv[0], argv)
+        process.become(argv)
     except OSError as exc:
         print(f"shipper: cannot run {argv[0]}: {exc.strerror}", file=sys.stderr)
         sys.exit(127)
