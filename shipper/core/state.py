@@ -200,12 +200,33 @@ def now_utc_minute() -> str:
 # ---------------------------------------------------------------- receiver
 
 
-def receiver_state(folder: Path) -> Dict[str, Any]:
-    data = read_json(folder / RECEIVER)
-    return data if isinstance(data, dict) else {}
+@dataclass
+class ReceiverState:
+    """Who runs the receiver (systemd or a process shipper started) and that process."""
+
+    manager: Optional[str] = None  # "systemd" | "process"; None: not recorded yet
+    unit: Optional[str] = None
+    pid: Optional[int] = None
+    log: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> ReceiverState:
+        data = data if isinstance(data, dict) else {}
+        pid = data.get("pid")
+        return cls(
+            manager=data.get("manager"),
+            unit=data.get("unit"),
+            pid=pid if isinstance(pid, int) else None,
+            log=data.get("log"),
+        )
 
 
-def save_receiver_state(folder: Path, data: Dict[str, Any]) -> None:
+def receiver_state(folder: Path) -> ReceiverState:
+    return ReceiverState.from_json(read_json(folder / RECEIVER))
+
+
+def save_receiver_state(folder: Path, state: ReceiverState) -> None:
+    data = {key: value for key, value in asdict(state).items() if value is not None}
     write_json(folder / RECEIVER, data)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import http.client
 import ipaddress
@@ -368,12 +369,12 @@ def systemctl(*args: str) -> None:
         )
 
 
-def _read_state(cfg: Config) -> Dict[str, Any]:
+def _read_state(cfg: Config) -> state_files.ReceiverState:
     return state_files.receiver_state(cfg.state)
 
 
-def _write_state(cfg: Config, data: Dict[str, Any]) -> None:
-    state_files.save_receiver_state(cfg.state, data)
+def _write_state(cfg: Config, state: state_files.ReceiverState) -> None:
+    state_files.save_receiver_state(cfg.state, state)
 
 
 def _cmdline(pid: int) -> Optional[List[str]]:
@@ -386,8 +387,8 @@ def _cmdline(pid: int) -> Optional[List[str]]:
 
 def _our_pid(cfg: Config) -> Optional[int]:
     """The recorded receiver pid, if that process is still a rest-server."""
-    pid = _read_state(cfg).get("pid")
-    if not isinstance(pid, int):
+    pid = _read_state(cfg).pid
+    if pid is None:
         return None
     command = _cmdline(pid)
     if not command or os.path.basename(command[0]) not in BINARIES:
@@ -413,7 +414,7 @@ def _start_systemd(cfg: Config, restart: bool) -> str:
     active = process.succeeds(["systemctl", "is-active", "--quiet", UNIT])
     systemctl("enable", UNIT)
     systemctl("restart" if restart or not active else "start", UNIT)
-    _write_state(cfg, {"manager": "systemd", "unit": UNIT})
+    _write_state(cfg, state_files.ReceiverState(manager="systemd", unit=UNIT))
     wait_listening(cfg, None)
     if active and not restart:
         return f"the receiver runs ({UNIT}, enabled)"
@@ -442,7 +443,9 @@ def _start_process(cfg: Config, restart: bool) -> str:
             start_new_session=True,
             close_fds=True,
         )
-    _write_state(cfg, {"manager": "process", "pid": child.pid, "log": str(log_path)})
+    _write_state(
+        cfg, state_files.ReceiverState(manager="process", pid=child.pid, log=str(log_path))
+    )
     wait_listening(cfg, child)
     verb = "restarted" if pid else "started"
     return (
@@ -490,9 +493,9 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _manager(state: Dict[str, Any]) -> str:
+def _manager(state: state_files.ReceiverState) -> str:
     """Who runs the receiver: as recorded by setup, else systemd if it runs this machine."""
-    recorded = state.get("manager")
+    recorded = state.manager
     if recorded in ("systemd", "process"):
         return recorded
     return "systemd" if systemd_running() else "process"
@@ -508,7 +511,7 @@ def stop(cfg: Config, for_good: bool = False) -> str:
     if pid is None:
         return "the receiver was not running"
     _terminate(pid)
-    _write_state(cfg, {**state, "pid": None})
+    _write_state(cfg, dataclasses.replace(state, pid=None))
     return f"stopped the receiver (pid {pid})"
 
 

@@ -22,7 +22,7 @@ def test_files_are_written_whole_and_root_only(tmp_path: Path) -> None:
 def test_readers_of_missing_or_broken_files_get_nothing(tmp_path: Path) -> None:
     assert state.last_run(tmp_path) is None
     assert state.notify_state(tmp_path) is None
-    assert state.receiver_state(tmp_path) == {}
+    assert state.receiver_state(tmp_path) == state.ReceiverState()
     (tmp_path / state.LAST_RUN).write_text("{half")
     assert state.last_run(tmp_path) is None
     (tmp_path / state.DAMAGE).write_text('{"checked": "x"}')
@@ -70,3 +70,13 @@ def test_the_last_run_and_the_status_cache_read_back_typed(tmp_path: Path) -> No
     assert state.status_cache(tmp_path) == cache
     (tmp_path / state.STATUS_CACHE).write_text("[]")
     assert state.status_cache(tmp_path) is None
+
+
+def test_the_receiver_state_round_trips_and_keeps_its_keys(tmp_path: Path) -> None:
+    written = state.ReceiverState(manager="process", pid=4242, log="/var/lib/shipper/receiver.log")
+    state.save_receiver_state(tmp_path, written)
+    assert state.receiver_state(tmp_path) == written
+    on_disk = state.read_json(tmp_path / state.RECEIVER)
+    assert on_disk == {"manager": "process", "pid": 4242, "log": "/var/lib/shipper/receiver.log"}
+    (tmp_path / state.RECEIVER).write_text('{"manager": "systemd", "pid": "not a pid"}')
+    assert state.receiver_state(tmp_path) == state.ReceiverState(manager="systemd")
