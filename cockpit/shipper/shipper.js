@@ -202,7 +202,7 @@
             ["Added", bytes(last.bytes_added)],
             ["Error", last.error || "none"],
             ["Failures in a row", last.failures_in_a_row]
-        ] : [["Last run", "none recorded on this server"]]);
+        ] : [["Outcome", status.role === "slave" ? "none here: the master takes the sets" : "no run yet"]]);
 
         var repo = status.repository || {};
         fill($("overview-repo"), [
@@ -249,6 +249,7 @@
     }
 
     function loadOverview() {
+        $("overview-state").setAttribute("data-status", "LOADING");
         return runJson(["status", "--json"], [0, 1, 2, 3]).then(function (status) {
             state.status = status;
             show($("fatal"), false);

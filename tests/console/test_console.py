@@ -1,0 +1,207 @@
+"""The Cockpit page against a real master and slave, driven in chromium.
+
+The slave's status is real: a rest-server receiver answers, the sets were
+taken by the real CLI a moment before, and the overview turns WARNING and
+CRITICAL because the newest set really ages past notify.max_age (60 s, the
+schema's minimum), while the sets and settings pages are being exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+import yaml
+
+from tests.console.conftest import wait_until
+from tests.shipperenv import PASSWORD, VENV_BIN, RestServer, ShipperEnv, tree_digest
+
+pytestmark = pytest.mark.slow
+
+MAX_AGE = 60  # the schema's minimum; WARNING after two thirds of it
+
+
+def status_of(env: ShipperEnv, config: Path) -> Dict[str, Any]:
+    done = subprocess.run(
+        [str(VENV_BIN / "shipper"), "status", "--json"],
+        env={**env.env(), "SHIPPER_CONFIG": str(config)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout)
+
+
+def slave_config(master: ShipperEnv, base: Path, **changes: Any) -> Path:
+    settings = json.loads(json.dumps(master.settings))
+    settings.update(role="slave", state_dir=str(base / "slave-state"), **changes)
+    settings["repository"]["local_path"] = changes.get("local_path", settings["repository"]["url"])
+    settings.pop("local_path", None)
+    path = base / "slave.yml"
+    path.write_text("# the slave\n" + yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def banner(page: Any) -> str:
+    return page.get_attribute("#overview-state", "data-status")
+
+
+def test_overview_sets_settings_and_a_spare_that_goes_stale(
+    tmp_path: Path, shipper_env: ShipperEnv, rest_server: RestServer, console_factory: Any
+) -> None:
+    master = shipper_env
+    master.write_config(repository={"url": rest_server.url + "master/"})
+    (master.src / "old.txt").write_text("first\n")
+    (master.src / "kept.txt").write_text("kept\n")
+    master.run("init", check=True)
+    master.run("snapshot", check=True)
+    first_state = tree_digest(master.src)
+    (master.src / "old.txt").write_text("second\n")
+    (master.src / "new.txt").write_text("new\n")
+    master.run("snapshot", check=True)
+    config = slave_config(
+        master,
+        tmp_path,
+        local_path=str(rest_server.data / "master"),
+        receiver={"listen": f"127.0.0.1:{rest_server.port}", "repo_dir": str(rest_server.data)},
+        notify={"max_age": MAX_AGE},
+    )
+    config.parent.joinpath("slave-state").mkdir()
+    console = console_factory(config)
+    page = console.page()
+
+    # Overview: a fresh spare is OK, and says why in the same words as `shipper status`.
+    console.open(page)
+    assert banner(page) == "OK", page.inner_text("main")
+    assert page.inner_text("#overview-server").count("slave") >= 1
+    assert "answers" in page.inner_text("#overview-server")
+    assert "(OK)" in page.inner_text("#overview-age")
+    assert "2 (2 complete)" in page.inner_text("#overview-repo")
+    page.wait_for_selector("#overview-chart .bar >> nth=1")
+    console.screenshot(page, "overview.png")
+
+    # Sets: the list, a manifest, the diff, a restore of the older set checked on disk.
+    page.click("#tabs a[data-page=sets]")
+    page.wait_for_selector("#sets-table tbody tr[data-set] >> nth=1")
+    rows = page.locator("#sets-table tbody tr[data-set]")
+    newest, older = rows.nth(0).get_attribute("data-set"), rows.nth(1).get_attribute("data-set")
+    assert newest > older
+    rows.nth(1).locator("button").click()
+    assert f"Set {older}" in page.inner_text("#set-manifest")
+    assert "files" in page.inner_text("#set-manifest .manifest-parts")
+    page.click("#diff-run")
+    page.wait_for_selector("#diff-result .diff-group")
+    diff = page.inner_text("#diff-result")
+    assert str(master.src / "new.txt") in diff and "Added (1)" in diff, diff
+    assert str(master.src / "old.txt") in diff and "Changed (1)" in diff, diff
+    target = tmp_path / "restored"
+    page.select_option("#restore-set", older)
+    page.fill("#restore-target", str(target))
+    page.click("#restore-run")
+    page.wait_for_selector("#restore-result .alert-success, #restore-result .alert-danger")
+    assert f"restored set {older}" in page.inner_text("#restore-result")
+    assert tree_digest(target / str(master.src).lstrip("/")) == first_state
+    page.fill("#restore-target", "/")
+    page.click("#restore-run")
+    assert "use Promote" in page.inner_text("#restore-result")
+    console.screenshot(page, "sets.png")
+
+    # Settings: the schedule off and on again (in the file), and the config check.
+    page.click("#tabs a[data-page=settings]")
+    page.wait_for_selector("#settings-schedule[data-enabled=true]")
+    page.click("#settings-disable")
+    page.wait_for_selector("#settings-schedule[data-enabled=false]")
+    assert yaml.safe_load(config.read_text())["enabled"] is False
+    page.click("#settings-enable")
+    page.wait_for_selector("#settings-schedule[data-enabled=true]")
+    assert yaml.safe_load(config.read_text())["enabled"] is True
+    page.click("#settings-validate")
+    page.wait_for_selector("#settings-findings .alert")
+    assert "The configuration is valid" in page.inner_text("#settings-findings")
+    console.screenshot(page, "settings.png")
+
+    # The spare goes stale for real: the newest set ages past 2/3 of max_age, then past it.
+    def age() -> int:
+        return status_of(master, config)["newest_complete"]["age"]
+
+    wait_until(lambda: age() > MAX_AGE * 2 // 3 + 1, MAX_AGE, "the newest set past warning_after")
+    console.open(page)
+    assert banner(page) == "WARNING", page.inner_text("main")
+    assert "(WARNING)" in page.inner_text("#overview-age")
+    wait_until(lambda: age() > MAX_AGE + 1, MAX_AGE, "the newest set past max_age")
+    page.click("#overview-refresh")
+    page.wait_for_selector("#overview-state[data-status=CRITICAL]")
+    assert "the spare is stale" in page.inner_text("#overview-problems")
+    console.screenshot(page, "overview-stale.png")
+
+    assert not console.console_errors, console.console_errors
+    console.assert_never_received(PASSWORD)
+
+
+def test_promote_through_the_page_with_the_typed_host_name(
+    tmp_path: Path, shipper_env: ShipperEnv, console_factory: Any
+) -> None:
+    master = shipper_env
+    (master.src / "app.conf").write_text("v1\n")
+    master.run("init", check=True)
+    master.run("snapshot", check=True)
+    (master.src / "app.conf").write_text("v2\n")
+    (master.src / "data.txt").write_text("data\n")
+    master.run("snapshot", check=True)
+    expected = tree_digest(master.src)
+    config = slave_config(master, tmp_path)
+    root = tmp_path / "root"
+    (root / str(master.src).lstrip("/")).mkdir(parents=True)
+    (root / str(master.src).lstrip("/") / "stale.txt").write_text("stale\n")
+    host = status_of(master, config)["host"]
+    console = console_factory(config)
+    page = console.page()
+    console.open(page, "promote")
+    page.wait_for_selector("#promote-body:not([hidden])")
+    page.fill("#promote-root", str(root))
+
+    # The plan first, exactly as the CLI prints it; nothing changed yet.
+    page.click("#promote-check")
+    page.wait_for_selector("#promote-confirm:not([hidden])")
+    plan = page.inner_text("#promote-plan")
+    assert "OK   role: this server is the slave" in plan and "dry run: nothing was changed" in plan
+    assert (root / str(master.src).lstrip("/") / "stale.txt").exists()
+
+    # The button stays off until the host name is typed exactly.
+    page.fill("#promote-typed", host + "x")
+    assert page.is_disabled("#promote-run")
+    page.fill("#promote-typed", host)
+    assert page.is_enabled("#promote-run")
+    page.click("#promote-run")
+    page.wait_for_selector("#promote-result .alert-success, #promote-result .alert-danger")
+    progress = page.inner_text("#promote-progress")
+    assert "PROMOTED" in progress, progress + page.inner_text("#promote-result")
+    assert "files: done" in progress or "done" in progress
+    assert page.locator("#promote-result .alert-success").count() == 1
+
+    assert tree_digest(root / str(master.src).lstrip("/")) == expected
+    assert yaml.safe_load(config.read_text())["role"] == "master"
+    console.screenshot(page, "promote.png")
+    assert not console.console_errors, console.console_errors
+    console.assert_never_received(PASSWORD)
+
+
+def test_missing_shipper_and_no_admin_access_are_explained(
+    tmp_path: Path, shipper_env: ShipperEnv, console_factory: Any
+) -> None:
+    # A PATH without shipper: the page says it is not installed and how to install it.
+    missing = console_factory(shipper_env.config_path, path="/usr/bin:/bin")
+    page = missing.page()
+    missing.open(page)
+    text = page.inner_text("#fatal")
+    assert "not installed" in text and "Install the shipper package" in text, text
+
+    # A user who is not an administrator: cockpit refuses the superuser spawn.
+    limited = console_factory(shipper_env.config_path, user="nobody")
+    page = limited.page()
+    limited.open(page)
+    wait_until(lambda: page.is_visible("#fatal"), 20, "the access message")
+    assert "administrative access" in page.inner_text("#fatal"), page.inner_text("#fatal")
