@@ -518,11 +518,11 @@
             out.appendChild(el("div", { cls: "alert alert-" + (ok ? "success" : "danger"), text: ok ? "The configuration is valid." : "The configuration has problems: fix each line below in the file, then check again." }));
             var ul = el("ul", { cls: "findings" });
             lines.forEach(function (line) {
-                var m = /^(?:shipper: (warning): )?(\/[^:]+):(\d+):\s*(.*)$/.exec(line);
+                var m = /^(?:shipper: )?(warning: )?(\/[^:]+):(\d+):\s*(.*)$/.exec(line);
                 var li = el("li", {});
                 if (m) {
                     li.appendChild(el("span", { cls: "mono where", text: m[2] + " line " + m[3] }));
-                    li.appendChild(document.createTextNode(" " + (m[1] ? "warning: " : "") + m[4]));
+                    li.appendChild(document.createTextNode(" " + (m[1] || "") + m[4]));
                 } else {
                     li.textContent = line.replace(/^shipper: /, "");
                 }

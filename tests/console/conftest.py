@@ -116,8 +116,12 @@ class Console:
             page.reload()
         page.wait_for_selector(LOADED, state="attached")
 
-    def assert_never_received(self, *secrets: str) -> None:
-        assert self.received, "the recorder saw nothing: the secret check would prove nothing"
+    def assert_never_received(self, *secrets: str, witness: str) -> None:
+        """No secret in anything the page got; `witness`, a value only the CLI's output
+        holds (a set id), shows that the recorder saw the spawned commands' output."""
+        assert any(witness.encode() in chunk for chunk in self.received), (
+            f"the recorder never saw {witness!r}: the secret check would prove nothing"
+        )
         for secret in secrets:
             needle = secret.encode()
             leaks = [chunk[:200] for chunk in self.received if needle in chunk]

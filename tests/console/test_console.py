@@ -9,6 +9,7 @@ schema's minimum), while the sets and settings pages are being exercised.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, Dict
@@ -17,11 +18,21 @@ import pytest
 import yaml
 
 from tests.console.conftest import wait_until
-from tests.shipperenv import PASSWORD, VENV_BIN, RestServer, ShipperEnv, tree_digest
+from tests.shipperenv import (
+    PASSWORD,
+    ROOT,
+    VENV_BIN,
+    RestServer,
+    ShipperEnv,
+    tree_digest,
+    write_secret,
+)
 
 pytestmark = pytest.mark.slow
 
 MAX_AGE = 60  # the schema's minimum; WARNING after two thirds of it
+DB_PASSWORD = "db-password-never-in-the-browser"
+TOKEN = "webhook-token-never-in-the-browser"
 
 
 def status_of(env: ShipperEnv, config: Path) -> Dict[str, Any]:
@@ -62,12 +73,17 @@ def test_overview_sets_settings_and_a_spare_that_goes_stale(
     (master.src / "old.txt").write_text("second\n")
     (master.src / "new.txt").write_text("new\n")
     master.run("snapshot", check=True)
+    db_secret = write_secret(tmp_path / "db-secret", DB_PASSWORD)
     config = slave_config(
         master,
         tmp_path,
         local_path=str(rest_server.data / "master"),
         receiver={"listen": f"127.0.0.1:{rest_server.port}", "repo_dir": str(rest_server.data)},
-        notify={"max_age": MAX_AGE},
+        notify={"max_age": MAX_AGE, "webhook_failure": f"http://127.0.0.1:9/hook?token={TOKEN}"},
+        databases={
+            "enabled": False,
+            "postgresql": [{"host": "127.0.0.1", "password_file": str(db_secret)}],
+        },
     )
     config.parent.joinpath("slave-state").mkdir()
     console = console_factory(config)
@@ -118,10 +134,20 @@ def test_overview_sets_settings_and_a_spare_that_goes_stale(
     page.click("#settings-enable")
     page.wait_for_selector("#settings-schedule[data-enabled=true]")
     assert yaml.safe_load(config.read_text())["enabled"] is True
+    good = config.read_text()
+    lines = good.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.strip().startswith("lock_wait:"))
+    lines[at] = lines[at].split(":")[0] + ": -3"
+    config.write_text("\n".join(lines) + "\n")
     page.click("#settings-validate")
-    page.wait_for_selector("#settings-findings .alert")
-    assert "The configuration is valid" in page.inner_text("#settings-findings")
+    page.wait_for_selector("#settings-findings .alert-danger")
+    finding = page.inner_text("#settings-findings .findings")
+    assert f"{config} line {at + 1}" in finding and "lock_wait" in finding, finding
     console.screenshot(page, "settings.png")
+    config.write_text(good)
+    page.click("#settings-validate")
+    page.wait_for_selector("#settings-findings .alert-success")
+    assert "The configuration is valid" in page.inner_text("#settings-findings")
 
     # The spare goes stale for real: the newest set ages past 2/3 of max_age, then past it.
     def age() -> int:
@@ -138,7 +164,7 @@ def test_overview_sets_settings_and_a_spare_that_goes_stale(
     console.screenshot(page, "overview-stale.png")
 
     assert not console.console_errors, console.console_errors
-    console.assert_never_received(PASSWORD)
+    console.assert_never_received(PASSWORD, DB_PASSWORD, TOKEN, witness=older)
 
 
 def test_promote_through_the_page_with_the_typed_host_name(
@@ -185,8 +211,15 @@ def test_promote_through_the_page_with_the_typed_host_name(
     assert tree_digest(root / str(master.src).lstrip("/")) == expected
     assert yaml.safe_load(config.read_text())["role"] == "master"
     console.screenshot(page, "promote.png")
+    set_id = progress.split("promote of set ")[1].split(":")[0]
+
+    # Now a master: the page says promote runs on the slave, and offers nothing to press.
+    console.open(page, "promote")
+    page.wait_for_selector("#promote-role:not([hidden])")
+    assert "This server is the master" in page.inner_text("#promote-role")
+    assert page.is_hidden("#promote-body")
     assert not console.console_errors, console.console_errors
-    console.assert_never_received(PASSWORD)
+    console.assert_never_received(PASSWORD, witness=set_id)
 
 
 def test_missing_shipper_and_no_admin_access_are_explained(
@@ -199,9 +232,30 @@ def test_missing_shipper_and_no_admin_access_are_explained(
     text = page.inner_text("#fatal")
     assert "not installed" in text and "Install the shipper package" in text, text
 
+    # A shipper from before --json: the page asks for an update instead of showing garbage.
+    old = tmp_path / "old-bin"
+    old.mkdir()
+    (old / "shipper").write_text(
+        "#!/bin/sh\necho 'shipper: error: unrecognized arguments: --json' >&2\nexit 2\n"
+    )
+    (old / "shipper").chmod(0o755)
+    too_old = console_factory(shipper_env.config_path, path=f"{old}:/usr/bin:/bin")
+    page = too_old.page()
+    too_old.open(page)
+    text = page.inner_text("#fatal")
+    assert "too old" in text and "Update the shipper package" in text, text
+
     # A user who is not an administrator: cockpit refuses the superuser spawn.
     limited = console_factory(shipper_env.config_path, user="nobody")
     page = limited.page()
     limited.open(page)
     wait_until(lambda: page.is_visible("#fatal"), 20, "the access message")
     assert "administrative access" in page.inner_text("#fatal"), page.inner_text("#fatal")
+
+
+def test_the_readme_shows_every_page() -> None:
+    readme = (ROOT / "README.md").read_text()
+    shown = re.findall(r"\(docs/console/([\w-]+\.png)\)", readme)
+    for name in ("overview.png", "overview-stale.png", "sets.png", "promote.png", "settings.png"):
+        assert name in shown, f"README.md does not show docs/console/{name}"
+        assert (ROOT / "docs" / "console" / name).is_file(), f"docs/console/{name} is missing"
