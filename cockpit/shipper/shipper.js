@@ -311,7 +311,8 @@
         options($("promote-set"), sets.filter(function (s) { return s.status === "complete" }), "the newest complete set");
     }
 
-    function isDbPart(name) { return /^(mariadb|postgresql):/.test(name) }
+    /* One database of a set (mariadb:app), not an engine's globals (users, roles): those load with promote. */
+    function isDbPart(name) { return /^(mariadb|postgresql):/.test(name) && !/:globals$/.test(name) }
 
     function dbParts() {
         var id = $("restore-db-set").value;

@@ -8,16 +8,19 @@ schema's minimum), while the sets and settings pages are being exercised.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
+import uuid
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 import pytest
 import yaml
 
 from tests.console.conftest import wait_until
+from tests.dbservers import SUPERUSER_PASSWORD
 from tests.shipperenv import (
     PASSWORD,
     ROOT,
@@ -25,13 +28,11 @@ from tests.shipperenv import (
     RestServer,
     ShipperEnv,
     tree_digest,
-    write_secret,
 )
 
 pytestmark = pytest.mark.slow
 
 MAX_AGE = 60  # the schema's minimum; WARNING after two thirds of it
-DB_PASSWORD = "db-password-never-in-the-browser"
 TOKEN = "webhook-token-never-in-the-browser"
 
 
@@ -60,29 +61,55 @@ def banner(page: Any) -> str:
     return page.get_attribute("#overview-state", "data-status")
 
 
+@pytest.fixture
+def app_database(postgresql_server: Any) -> Iterator[str]:
+    """A database of the shared test PostgreSQL server, and its restored copy, dropped after."""
+    name = f"console_{uuid.uuid4().hex[:6]}"
+    postgresql_server.sql(f"CREATE DATABASE {name}")
+    postgresql_server.sql("CREATE TABLE notes (id int PRIMARY KEY, body text)", name)
+    yield name
+    for db in (name, f"{name}_copy"):
+        postgresql_server.sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
 def test_overview_sets_settings_and_a_spare_that_goes_stale(
-    tmp_path: Path, shipper_env: ShipperEnv, rest_server: RestServer, console_factory: Any
+    tmp_path: Path,
+    shipper_env: ShipperEnv,
+    rest_server: RestServer,
+    postgresql_server: Any,
+    app_database: str,
+    console_factory: Any,
 ) -> None:
     master = shipper_env
-    master.write_config(repository={"url": rest_server.url + "master/"})
+    server = postgresql_server
+    master.write_config(
+        repository={"url": rest_server.url + "master/"},
+        databases={
+            "enabled": True,
+            "mariadb": [],
+            "postgresql": [dataclasses.asdict(server.config(databases=[app_database]))],
+        },
+        notify={"email_to": []},
+    )
     (master.src / "old.txt").write_text("first\n")
     (master.src / "kept.txt").write_text("kept\n")
+    server.sql("INSERT INTO notes VALUES (1, 'first')", app_database)
     master.run("init", check=True)
     master.run("snapshot", check=True)
     first_state = tree_digest(master.src)
     (master.src / "old.txt").write_text("second\n")
     (master.src / "new.txt").write_text("new\n")
+    server.sql("UPDATE notes SET body = 'second'", app_database)
     master.run("snapshot", check=True)
-    db_secret = write_secret(tmp_path / "db-secret", DB_PASSWORD)
     config = slave_config(
         master,
         tmp_path,
         local_path=str(rest_server.data / "master"),
         receiver={"listen": f"127.0.0.1:{rest_server.port}", "repo_dir": str(rest_server.data)},
-        notify={"max_age": MAX_AGE, "webhook_failure": f"http://127.0.0.1:9/hook?token={TOKEN}"},
-        databases={
-            "enabled": False,
-            "postgresql": [{"host": "127.0.0.1", "password_file": str(db_secret)}],
+        notify={
+            "max_age": MAX_AGE,
+            "email_to": [],
+            "webhook_failure": f"http://127.0.0.1:9/hook?token={TOKEN}",
         },
     )
     config.parent.joinpath("slave-state").mkdir()
@@ -123,6 +150,18 @@ def test_overview_sets_settings_and_a_spare_that_goes_stale(
     page.fill("#restore-target", "/")
     page.click("#restore-run")
     assert "use Promote" in page.inner_text("#restore-result")
+    part = f"postgresql:{app_database}"
+    assert part in page.inner_text("#sets-table")
+    page.select_option("#restore-db-set", older)
+    page.select_option("#restore-db-part", part)
+    page.fill("#restore-db-as", f"{app_database}_copy")
+    page.click("#restore-db-run")
+    page.wait_for_selector("#restore-db-result .alert-success, #restore-db-result .alert-danger")
+    assert page.locator("#restore-db-result .alert-success").count() == 1, page.inner_text(
+        "#restore-db-result"
+    )
+    assert server.sql("SELECT body FROM notes", f"{app_database}_copy") == [("first",)]
+    assert server.sql("SELECT body FROM notes", app_database) == [("second",)]
     console.screenshot(page, "sets.png")
 
     # Settings: the schedule off and on again (in the file), and the config check.
@@ -164,7 +203,7 @@ def test_overview_sets_settings_and_a_spare_that_goes_stale(
     console.screenshot(page, "overview-stale.png")
 
     assert not console.console_errors, console.console_errors
-    console.assert_never_received(PASSWORD, DB_PASSWORD, TOKEN, witness=older)
+    console.assert_never_received(PASSWORD, SUPERUSER_PASSWORD, TOKEN, witness=older)
 
 
 def test_promote_through_the_page_with_the_typed_host_name(
