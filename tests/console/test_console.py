@@ -207,17 +207,45 @@ def test_overview_sets_settings_and_a_spare_that_goes_stale(
 
 
 def test_promote_through_the_page_with_the_typed_host_name(
-    tmp_path: Path, shipper_env: ShipperEnv, console_factory: Any
+    tmp_path: Path,
+    shipper_env: ShipperEnv,
+    postgresql_server: Any,
+    make_postgresql_server: Any,
+    app_database: str,
+    console_factory: Any,
 ) -> None:
     master = shipper_env
+    master.write_config(
+        databases={
+            "enabled": True,
+            "mariadb": [],
+            "postgresql": [dataclasses.asdict(postgresql_server.config(databases=[app_database]))],
+        },
+        notify={"email_to": []},
+    )
     (master.src / "app.conf").write_text("v1\n")
+    postgresql_server.sql("INSERT INTO notes VALUES (1, 'v1')", app_database)
     master.run("init", check=True)
     master.run("snapshot", check=True)
     (master.src / "app.conf").write_text("v2\n")
     (master.src / "data.txt").write_text("data\n")
+    postgresql_server.sql("UPDATE notes SET body = 'v2'", app_database)
     master.run("snapshot", check=True)
     expected = tree_digest(master.src)
-    config = slave_config(master, tmp_path)
+    # The slave's own database server, with an older copy of the database.
+    spare = make_postgresql_server()
+    spare.sql(f"CREATE DATABASE {app_database}")
+    spare.sql("CREATE TABLE notes (id int PRIMARY KEY, body text)", app_database)
+    spare.sql("INSERT INTO notes VALUES (1, 'old')", app_database)
+    config = slave_config(
+        master,
+        tmp_path,
+        databases={
+            "enabled": True,
+            "mariadb": [],
+            "postgresql": [dataclasses.asdict(spare.config(databases=[app_database]))],
+        },
+    )
     root = tmp_path / "root"
     (root / str(master.src).lstrip("/")).mkdir(parents=True)
     (root / str(master.src).lstrip("/") / "stale.txt").write_text("stale\n")
@@ -248,6 +276,7 @@ def test_promote_through_the_page_with_the_typed_host_name(
     assert page.locator("#promote-result .alert-success").count() == 1
 
     assert tree_digest(root / str(master.src).lstrip("/")) == expected
+    assert spare.sql("SELECT body FROM notes", app_database) == [("v2",)]
     assert yaml.safe_load(config.read_text())["role"] == "master"
     console.screenshot(page, "promote.png")
     set_id = progress.split("promote of set ")[1].split(":")[0]
@@ -258,7 +287,8 @@ def test_promote_through_the_page_with_the_typed_host_name(
     assert "This server is the master" in page.inner_text("#promote-role")
     assert page.is_hidden("#promote-body")
     assert not console.console_errors, console.console_errors
-    console.assert_never_received(PASSWORD, witness=set_id)
+    console.assert_never_received(PASSWORD, SUPERUSER_PASSWORD, witness=set_id)
+    spare.stop()
 
 
 def test_missing_shipper_and_no_admin_access_are_explained(
