@@ -88,12 +88,34 @@ def test_the_package_holds_what_both_servers_need(built: Path) -> None:
         assert needed in requires, needed
 
 
+def test_the_cockpit_subpackage_holds_the_page(built: Path) -> None:
+    cockpit = next(built.parent.glob("shipper-cockpit-*.noarch.rpm"))
+    files = _rpm("-qlp", str(cockpit)).stdout.split()
+    for name in ("manifest.json", "index.html", "shipper.js", "shipper.css"):
+        assert f"/usr/share/cockpit/shipper/{name}" in files, name
+    requires = _rpm("-qp", "--requires", str(cockpit)).stdout
+    assert (
+        "cockpit-bridge" in requires
+        and f"shipper = {built.name[8:].split('.noarch')[0]}" in requires
+    )
+    assert not any(
+        f.startswith("/usr/share/cockpit") for f in _rpm("-qlp", str(built)).stdout.split()
+    )
+
+
 def test_rpmlint_reports_no_errors(built: Path) -> None:
     srpm = next(built.parent.glob("shipper-*.src.rpm"))
     spec = ROOT / "packaging" / "rpm" / "shipper.spec"
     rc = ROOT / "packaging" / "rpm" / "shipper.rpmlintrc"
     result = subprocess.run(
-        ["rpmlint", "-r", str(rc), str(built), str(srpm), str(spec)],
+        [
+            "rpmlint",
+            "-r",
+            str(rc),
+            *map(str, built.parent.glob("*.noarch.rpm")),
+            str(srpm),
+            str(spec),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
