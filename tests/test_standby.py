@@ -1,0 +1,181 @@
+"""Warm standby: real restic, real PostgreSQL servers (one master's, one slave's), the real CLI.
+
+One site, one flow (each step needs the one before): the standby follows
+two sets, is killed in the middle of an apply and repaired by the next one,
+promote with a current standby is fast and exact; a standby one set behind
+gives promote's delta path; a failed apply is CRITICAL in status while the
+last good set stays promotable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+import yaml
+
+from shipper.slave.standby import mtime_ns
+from tests.shipperenv import VENV_BIN, ShipperEnv, mutate_dataset
+from tests.test_promote import Master
+
+DB = "standby_app"
+
+
+def test_mtime_ns_reads_restics_nanoseconds() -> None:
+    assert mtime_ns("1970-01-01T00:00:01.5Z") == 1_500_000_000
+    assert mtime_ns("1970-01-01T02:00:01.000000007+02:00") == 1_000_000_007
+    assert mtime_ns("garbage") == -1
+
+
+class Site:
+    """A master (files + one PostgreSQL database) and its warm standby slave."""
+
+    def __init__(self, base: Path, master_pg: Any, slave_pg: Any):
+        self.master = Master(ShipperEnv(base))
+        self.master_pg, self.slave_pg = master_pg, slave_pg
+        master_pg.sql(f"DROP DATABASE IF EXISTS {DB}")
+        master_pg.sql(f"CREATE DATABASE {DB}")
+        master_pg.sql("CREATE TABLE notes (id int PRIMARY KEY, body text)", db=DB)
+        self.insert(1, 200)
+        self.master.build()
+        self.master.env.write_config(databases=self.databases(master_pg))
+        self.master.env.run("init", check=True)
+        self.slave = self.master.slave()
+        self.edit_slave(
+            databases=self.databases(slave_pg),
+            standby={"enabled": True, "root": str(self.slave.root)},
+        )
+
+    @staticmethod
+    def databases(server: Any) -> Dict[str, Any]:
+        entry = {**dataclasses.asdict(server.config()), "databases": [DB]}
+        return {"enabled": True, "postgresql": [entry]}
+
+    def insert(self, first: int, last: int) -> None:
+        self.master_pg.sql(
+            f"INSERT INTO notes SELECT g, md5(g::text) FROM generate_series({first}, {last}) g",
+            db=DB,
+        )
+
+    def edit_slave(self, **changes: Any) -> None:
+        settings = yaml.safe_load(self.slave.config.read_text())
+        settings.update(changes)
+        self.slave.config.write_text(yaml.safe_dump(settings, sort_keys=False))
+
+    def shipper(self, *args: str, fault: str = "") -> subprocess.CompletedProcess:
+        extra = {"SHIPPER_FAULT_KILL": fault} if fault else {}
+        return subprocess.run(
+            [str(VENV_BIN / "shipper"), *args],
+            env=self.slave.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            start_new_session=True,
+        )
+
+    def apply(self, fault: str = "") -> subprocess.CompletedProcess:
+        return self.shipper("standby", "apply", fault=fault)
+
+    def record(self) -> Dict[str, Any]:
+        return json.loads((self.slave.state / "standby.json").read_text())
+
+    def rows(self, server: Any) -> List[Any]:
+        return list(
+            server.sql("SELECT count(*), md5(string_agg(body, ',' ORDER BY id)) FROM notes", DB)[0]
+        )
+
+    def plan(self) -> Dict[str, Any]:
+        done = self.shipper("promote", "--root", str(self.slave.root), "--dry-run", "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout[done.stdout.index("{") :])
+
+
+@pytest.fixture(scope="module")
+def site(
+    tmp_path_factory: pytest.TempPathFactory, postgresql_server: Any, make_postgresql_server: Any
+) -> Site:
+    return Site(tmp_path_factory.mktemp("standby"), postgresql_server, make_postgresql_server())
+
+
+def test_the_standby_follows_sets_survives_a_kill_and_promotes_fast(site: Site) -> None:
+    master, slave = site.master, site.slave
+    first = master.take("first")
+    done = site.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = site.record()
+    assert record["set"] == first and record["state"] == "applied" and record["files_checked"] > 0
+    slave.assert_promoted_to("first")
+    assert site.rows(site.slave_pg) == site.rows(site.master_pg)
+    assert "already applied" in site.apply().stdout
+
+    mutate_dataset(master.app, percent=20, seed=5)
+    site.insert(201, 300)
+    second = master.take("second")
+    killed = site.apply(fault="files:end")
+    assert killed.returncode == -signal.SIGKILL
+    assert site.record()["state"] == "applying" and site.record()["set"] == second
+    plan = site.plan()
+    assert plan["set_id"] == second and plan["route"] == "delta"  # never the half-applied one
+
+    done = site.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert site.record()["state"] == "applied" and site.record()["set"] == second
+    slave.assert_promoted_to("second")
+    assert site.rows(site.slave_pg) == site.rows(site.master_pg)
+
+    plan = site.plan()
+    assert plan["route"] == "standby" and plan["databases"] == [] and not plan["files_snapshot"]
+    clock = time.monotonic()
+    done = slave.promote("--yes", check=True)
+    took = time.monotonic() - clock
+    assert "PROMOTED" in done.stdout and slave.role() == "master"
+    slave.assert_promoted_to("second")
+    assert site.rows(site.slave_pg) == site.rows(site.master_pg)
+    assert (slave.root / "hook-ran").read_text().split()[1] == second
+    print(f"promote with a current standby: {took:.1f}s")
+
+
+def test_a_standby_one_set_behind_gives_the_delta_path(site: Site) -> None:
+    site.slave = site.master.slave()
+    site.edit_slave(
+        databases=site.databases(site.slave_pg),
+        standby={"enabled": True, "root": str(site.slave.root)},
+    )
+    assert site.apply().returncode == 0
+    site.master.etc.joinpath("app.conf").write_text("listen 9090\n")
+    third = site.master.take("third")  # files change, the dump does not
+    plan = site.plan()
+    assert plan["route"] == "delta" and plan["set_id"] == third
+    assert plan["databases"] == [] and plan["changes"]["changed"] >= 1
+    site.slave.promote("--yes", check=True)
+    site.slave.assert_promoted_to("third")
+    assert site.rows(site.slave_pg) == site.rows(site.master_pg)
+
+
+def test_a_failed_apply_is_critical_and_keeps_the_last_good_set(site: Site) -> None:
+    site.slave = site.master.slave()
+    site.edit_slave(
+        databases=site.databases(site.slave_pg),
+        standby={"enabled": True, "root": str(site.slave.root)},
+    )
+    assert site.apply().returncode == 0
+    good = site.record()["set"]
+    site.insert(301, 310)
+    site.master.take("fourth")
+    site.slave_pg.stop()
+    try:
+        failed = site.apply()
+        assert failed.returncode == 1 and "apply of set" in failed.stderr
+        status = site.shipper("status", "--json")
+        report = json.loads(status.stdout)
+        assert status.returncode == 2 and report["standby"]["error"]
+        assert any("standby" in p["text"] for p in report["problems"])
+        assert site.record()["state"] == "applied" and site.record()["set"] == good
+    finally:
+        site.slave_pg.start()
