@@ -46,6 +46,7 @@ class Site:
         self.master.build()
         self.master.env.write_config(databases=self.databases(master_pg))
         self.master.env.run("init", check=True)
+        self.first = ""
         self.slave = self.master.slave()
         self.edit_slave(
             databases=self.databases(slave_pg),
@@ -55,7 +56,7 @@ class Site:
     @staticmethod
     def databases(server: Any) -> Dict[str, Any]:
         entry = {**dataclasses.asdict(server.config()), "databases": [DB]}
-        return {"enabled": True, "postgresql": [entry]}
+        return {"enabled": True, "mariadb": [], "postgresql": [entry]}
 
     def insert(self, first: int, last: int) -> None:
         self.master_pg.sql(
@@ -100,12 +101,14 @@ class Site:
 def site(
     tmp_path_factory: pytest.TempPathFactory, postgresql_server: Any, make_postgresql_server: Any
 ) -> Site:
-    return Site(tmp_path_factory.mktemp("standby"), postgresql_server, make_postgresql_server())
+    made = Site(tmp_path_factory.mktemp("standby"), postgresql_server, make_postgresql_server())
+    made.first = made.master.take("first")
+    return made
 
 
 def test_the_standby_follows_sets_survives_a_kill_and_promotes_fast(site: Site) -> None:
     master, slave = site.master, site.slave
-    first = master.take("first")
+    first = site.first
     done = site.apply()
     assert done.returncode == 0, done.stdout + done.stderr
     record = site.record()
@@ -152,7 +155,8 @@ def test_a_standby_one_set_behind_gives_the_delta_path(site: Site) -> None:
     third = site.master.take("third")  # files change, the dump does not
     plan = site.plan()
     assert plan["route"] == "delta" and plan["set_id"] == third
-    assert plan["databases"] == [] and plan["changes"]["changed"] >= 1
+    # pg_dump writes a random \restrict key (since the Aug 2025 releases): the dumps load again
+    assert plan["changes"]["changed"] == 1  # app.conf only
     site.slave.promote("--yes", check=True)
     site.slave.assert_promoted_to("third")
     assert site.rows(site.slave_pg) == site.rows(site.master_pg)
