@@ -183,3 +183,46 @@ def test_a_failed_apply_is_critical_and_keeps_the_last_good_set(site: Site) -> N
         assert site.record()["state"] == "applied" and site.record()["set"] == good
     finally:
         site.slave_pg.start()
+
+
+def test_the_slave_daemon_applies_each_new_set(site: Site) -> None:
+    site.slave = site.master.slave()
+    site.edit_slave(
+        databases=site.databases(site.slave_pg),
+        standby={"enabled": True, "root": str(site.slave.root)},
+    )
+    log = site.slave.base / "daemon.log"
+    with open(log, "w") as out:
+        daemon = subprocess.Popen(
+            [str(VENV_BIN / "shipper"), "daemon", "--check-interval", "0.5"],
+            env=site.slave.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        newest = json.loads(site.shipper("sets", "--json").stdout)[0]["id"]
+        wait_for(lambda: site.record().get("set") == newest and applied(site), log)
+        (site.master.app / "daemon.txt").write_text("applied by the daemon\n")
+        newer = site.master.take("fifth")
+        wait_for(lambda: site.record().get("set") == newer and applied(site), log)
+        assert (site.slave.path(site.master.app) / "daemon.txt").exists()
+        wait_for(lambda: f"set {newer} applied and verified" in log.read_text(), log)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+
+
+def applied(site: Site) -> bool:
+    return site.record().get("state") == "applied"
+
+
+def wait_for(done: Any, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if done():
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"not done within {timeout}s; the daemon's log:\n{log.read_text()}")

@@ -63,6 +63,9 @@ class Apply(Promotion):
         chosen = self.chosen
         if self.record.applied and self.record.set == chosen.id and self.record.root == self.root:
             say(f"set {chosen.id} is already applied (verified at {self.record.verified_at})")
+            if self.record.error:  # an earlier failure that changed nothing is over
+                self.record.error = ""
+                state.save_standby(self.cfg.state, self.record)
             return self.record
         plan = self.plan()
         if not self.ready:
