@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List
 
+from shipper import databases
 from shipper.core import state
 from shipper.core.config import Config
 from shipper.core.errors import Refused, ShipperError
@@ -71,7 +72,8 @@ class Apply(Promotion):
         if not self.ready:
             failed = [f"{c.name}: {c.message}" for c in self.checks if not c.ok]
             raise self._failed("; ".join(failed), changed=False)
-        kept = in_place(self.record, plan.databases)
+        # Against all of the set's dumps: the plan's delta path left out those in place already.
+        kept = in_place(self.record, self.manifest.dumps(chosen))
         plan = dataclasses.replace(
             plan,
             databases=[load for load in plan.databases if load.part not in kept],
@@ -86,7 +88,7 @@ class Apply(Promotion):
         try:
             self._restore(plan, say)
             checked = self.verify_files(plan)
-        except (PromoteFailed, ResticError, OSError, Refused) as exc:
+        except (ShipperError, ResticError, OSError, databases.DatabaseError) as exc:
             raise self._failed(str(exc), changed=True) from None
         return self._applied(plan, checked, time.monotonic() - clock)
 
