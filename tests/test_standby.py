@@ -116,6 +116,7 @@ def test_the_standby_follows_sets_survives_a_kill_and_promotes_fast(site: Site) 
     slave.assert_promoted_to("first")
     assert site.rows(site.slave_pg) == site.rows(site.master_pg)
     assert "already applied" in site.apply().stdout
+    assert f"standby:     at set {first} (" in site.shipper("status").stdout
 
     mutate_dataset(master.app, percent=20, seed=5)
     site.insert(201, 300)
@@ -174,18 +175,41 @@ def test_a_failed_apply_is_critical_and_keeps_the_last_good_set(site: Site) -> N
     assert site.apply().returncode == 0
     good = site.record()["set"]
     site.insert(301, 310)
-    site.master.take("fourth")
-    site.slave_pg.stop()
+    fourth = site.master.take("fourth")
+    site.slave_pg.stop()  # down: preflight fails, nothing changes
     try:
         failed = site.apply()
-        assert failed.returncode == 1 and "apply of set" in failed.stderr
-        status = site.shipper("status", "--json")
-        report = json.loads(status.stdout)
-        assert status.returncode == 2 and report["standby"]["error"]
-        assert any("standby" in p["text"] for p in report["problems"])
+        assert failed.returncode == 1 and "nothing was changed" in failed.stderr
+        assert_critical(site, "apply of set")
         assert site.record()["state"] == "applied" and site.record()["set"] == good
     finally:
         site.slave_pg.start()
+    read_only(site.slave_pg, "on")  # up, but the dump does not load: files changed already
+    try:
+        failed = site.apply()
+        assert failed.returncode == 1 and "read-only transaction" in failed.stderr
+        assert_critical(site, "read-only transaction")
+        assert site.record()["state"] == "failed" and site.record()["set"] == fourth
+        assert site.plan()["route"] == "delta"
+    finally:
+        read_only(site.slave_pg, "off")
+    assert site.apply().returncode == 0 and site.record()["state"] == "applied"
+    report = json.loads(site.shipper("status", "--json").stdout)  # (no receiver runs here)
+    assert report["standby"]["error"] is None and report["standby"]["state"] == "applied"
+    assert not [p for p in report["problems"] if "standby" in p["text"]]
+    assert site.rows(site.slave_pg) == site.rows(site.master_pg)
+
+
+def assert_critical(site: Site, text: str) -> None:
+    status = site.shipper("status", "--json")
+    report = json.loads(status.stdout)
+    assert status.returncode == 2 and text in report["standby"]["error"]
+    assert any(p["level"] == "CRITICAL" and text in p["text"] for p in report["problems"])
+
+
+def read_only(server: Any, value: str) -> None:
+    server.sql(f"ALTER SYSTEM SET default_transaction_read_only = {value}")
+    server.sql("SELECT pg_reload_conf()")
 
 
 def test_the_slave_daemon_applies_each_new_set(site: Site) -> None:

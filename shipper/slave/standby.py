@@ -58,10 +58,9 @@ class Apply(Promotion):
     def apply(self, say: Say = lambda line: None) -> state.StandbyRecord:
         shutil.rmtree(self.folder, ignore_errors=True)  # each apply starts afresh
         self.preflight()
-        failed = [f"{c.name}: {c.message}" for c in self.checks if not c.ok]
-        if failed or self.chosen is None:
-            raise self._failed("; ".join(failed) or "no set chosen", changed=False)
+        self._stop_unless_ready()
         chosen = self.chosen
+        assert chosen is not None
         if self.record.applied and self.record.set == chosen.id and self.record.root == self.root:
             say(f"set {chosen.id} is already applied (verified at {self.record.verified_at})")
             if self.record.error:  # an earlier failure that changed nothing is over
@@ -69,9 +68,7 @@ class Apply(Promotion):
                 state.save_standby(self.cfg.state, self.record)
             return self.record
         plan = self.plan()
-        if not self.ready:
-            failed = [f"{c.name}: {c.message}" for c in self.checks if not c.ok]
-            raise self._failed("; ".join(failed), changed=False)
+        self._stop_unless_ready()  # the plan checks the disks
         # Against all of the set's dumps: the plan's delta path left out those in place already.
         kept = in_place(self.record, self.manifest.dumps(chosen))
         plan = dataclasses.replace(
@@ -91,6 +88,11 @@ class Apply(Promotion):
         except (ShipperError, ResticError, OSError, databases.DatabaseError) as exc:
             raise self._failed(str(exc), changed=True) from None
         return self._applied(plan, checked, time.monotonic() - clock)
+
+    def _stop_unless_ready(self) -> None:
+        if not self.ready:
+            failed = [f"{c.name}: {c.message}" for c in self.checks if not c.ok]
+            raise self._failed("; ".join(failed) or "no set chosen", changed=False)
 
     # ------------------------------------------------------------ the record
 
