@@ -7,6 +7,7 @@ complete set past LAG is WARNING (promote then takes the longer delta path).
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -39,6 +40,14 @@ def judge(cfg: Config, newest: Optional[str]) -> Tuple[Dict[str, Any], List[Tupl
         )
     elif not record.set:
         problems.append((WARNING, "standby: no set applied yet; `shipper standby apply`"))
+    elif record.state != state.APPLIED and _since(record.started) > LAG:
+        problems.append(
+            (
+                WARNING,
+                f"standby: the apply of set {record.set} started {record.started} and did not "
+                "finish (killed?): promote takes the delta path; `shipper standby apply`",
+            )
+        )
     elif newest and newest != record.set and _waited(newest) > LAG:
         problems.append(
             (
@@ -49,6 +58,13 @@ def judge(cfg: Config, newest: Optional[str]) -> Tuple[Dict[str, Any], List[Tupl
             )
         )
     return data, problems
+
+
+def _since(iso: str) -> float:
+    try:
+        return max(0.0, time.time() - dt.datetime.fromisoformat(iso).timestamp())
+    except ValueError:
+        return 0.0
 
 
 def _waited(set_id: str) -> float:

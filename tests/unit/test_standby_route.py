@@ -48,3 +48,25 @@ def test_behind_or_interrupted_skips_only_the_same_dumps(tmp_path: Path) -> None
         dumps={**dumps, "pg:app": "a1"},
     )
     assert standby.choose(tmp_path, SET, "/", LOADS).skipped == ["pg:globals", "pg:app", "pg:shop"]
+
+
+def test_status_names_a_failed_a_stuck_and_a_lagging_standby(tmp_path: Path) -> None:
+    from shipper.core import config
+    from shipper.notify import standby_view
+
+    cfg = config.parse(f"repository: {{url: /r}}\nstate_dir: {tmp_path}\nrole: slave\n")
+    newest = "20261203T110000Z"
+
+    def judged(**fields: object) -> list:
+        save(tmp_path, **fields)
+        return standby_view.judge(cfg, newest)[1]
+
+    [(level, text)] = judged(set=SET, state=state.FAILED, error="apply of set X failed: boom")
+    assert level == standby_view.CRITICAL and "boom" in text
+    [(level, text)] = judged(set=newest, state=state.APPLYING, started="2026-01-01T00:00:00+00:00")
+    assert level == standby_view.WARNING and "did not finish" in text
+    [(level, text)] = judged(set="20260101T000000Z", state=state.APPLIED, verified_at="t")
+    assert level == standby_view.WARNING and "waited" in text
+    assert judged(set=newest, state=state.APPLIED, verified_at="t") == []
+    line = standby_view.line(standby_view.judge(cfg, newest)[0])
+    assert line.startswith(f"standby:     at set {newest} (") and "verified at t" in line
