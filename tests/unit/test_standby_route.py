@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shipper.core import state
+from shipper.core import config, state
 from shipper.core.manifest import Dump
 from shipper.slave.promote import standby
 
@@ -18,25 +18,31 @@ LOADS = [dump("pg:globals", "g1"), dump("pg:app", "a1"), dump("pg:shop", "s1")]
 SET = "20261203T120000Z"
 
 
+def warm(folder: Path, enabled: bool = True) -> config.Config:
+    text = f"repository: {{url: /r}}\nstate_dir: {folder}\nstandby: {{enabled: {str(enabled).lower()}}}\n"
+    return config.parse(text)
+
+
 def save(folder: Path, **fields: object) -> None:
     state.save_standby(folder, state.StandbyRecord(**fields))  # type: ignore[arg-type]
 
 
 def test_no_record_is_cold(tmp_path: Path) -> None:
-    assert standby.choose(tmp_path, SET, "/", LOADS).kind == standby.COLD
+    assert standby.choose(warm(tmp_path), SET, "/", LOADS).kind == standby.COLD
 
 
 def test_the_applied_set_skips_everything_another_root_is_cold(tmp_path: Path) -> None:
     save(tmp_path, set=SET, state=state.APPLIED, root="/", verified_at="t")
-    route = standby.choose(tmp_path, SET, "/", LOADS)
+    route = standby.choose(warm(tmp_path), SET, "/", LOADS)
     assert route.kind == standby.STANDBY and len(route.skipped) == 3
-    assert standby.choose(tmp_path, SET, "/other", LOADS).kind == standby.COLD
+    assert standby.choose(warm(tmp_path), SET, "/other", LOADS).kind == standby.COLD
+    assert standby.choose(warm(tmp_path, False), SET, "/", LOADS).kind == standby.COLD
 
 
 def test_behind_or_interrupted_skips_only_the_same_dumps(tmp_path: Path) -> None:
     dumps = {"pg:globals": "g1", "pg:app": "a0", "pg:shop": "s1"}
     save(tmp_path, set=SET, state=state.APPLYING, root="/", dumps=dumps)
-    route = standby.choose(tmp_path, SET, "/", LOADS)
+    route = standby.choose(warm(tmp_path), SET, "/", LOADS)
     # globals load again after a reloaded database (its grants), so only shop is kept
     assert route.kind == standby.DELTA and route.skipped == ["pg:shop"]
     assert route.overwrite == "if-changed" and "applying" in route.note
@@ -47,11 +53,14 @@ def test_behind_or_interrupted_skips_only_the_same_dumps(tmp_path: Path) -> None
         root="/",
         dumps={**dumps, "pg:app": "a1"},
     )
-    assert standby.choose(tmp_path, SET, "/", LOADS).skipped == ["pg:globals", "pg:app", "pg:shop"]
+    assert standby.choose(warm(tmp_path), SET, "/", LOADS).skipped == [
+        "pg:globals",
+        "pg:app",
+        "pg:shop",
+    ]
 
 
 def test_status_names_a_failed_a_stuck_and_a_lagging_standby(tmp_path: Path) -> None:
-    from shipper.core import config
     from shipper.notify import standby_view
 
     cfg = config.parse(f"repository: {{url: /r}}\nstate_dir: {tmp_path}\nrole: slave\n")

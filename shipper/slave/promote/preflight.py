@@ -331,7 +331,7 @@ class Preflight:
             and not journal.data.get("finished")
         ]
         files_part = chosen.parts.get(FILES)
-        route = standby.choose(self.cfg.state, chosen.id, self.root, self.manifest.dumps(chosen))
+        route = standby.choose(self.cfg, chosen.id, self.root, self.manifest.dumps(chosen))
         snapshot = files_part.snapshot if files_part and route.kind != standby.STANDBY else None
         scope = Scope.make(self.restored_paths(files_part), self.protected_paths())
         children: Dict[str, List[str]] = {}

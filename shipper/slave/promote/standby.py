@@ -12,10 +12,10 @@ with the same sha256, and the files judged by size and time
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import List, Optional
 
 from shipper.core import state
+from shipper.core.config import Config
 from shipper.core.manifest import Dump
 
 STANDBY, DELTA, COLD = "standby", "delta", "cold"
@@ -29,8 +29,10 @@ class Route:
     overwrite: Optional[str] = None  # restic's --overwrite for the files
 
 
-def choose(folder: Path, set_id: str, root: str, loads: List[Dump]) -> Route:
-    record = state.standby_record(folder)
+def choose(cfg: Config, set_id: str, root: str, loads: List[Dump]) -> Route:
+    if not cfg.standby.enabled:  # an old record says nothing of a slave no longer kept warm
+        return Route(COLD, "cold: standby is off: full restore")
+    record = state.standby_record(cfg.state)
     if not record.set or record.root != root:
         why = "no standby record" if not record.set else f"the standby applies under {record.root}"
         return Route(COLD, f"cold: {why}: full restore")
