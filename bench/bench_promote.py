@@ -13,8 +13,15 @@ cache each time:
            by side, hooks, role), its report split into files and databases
 
 Prints the times and the ratios (target: promote at most 1.10 x plain).
+
+With --standby, a warm standby slave too (issue 12): `shipper standby apply`
+of that set (the first, full apply), then --change percent of the files
+changed on the master, a new set, and its apply (the apply lag and its CPU
+and I/O cost), then `shipper promote` with the standby current: its RTO
+against the cold promote above (target: at most 10 s and 0.25 x cold).
+
 Run as root: .venv/bin/python bench/bench_promote.py [--files N --mib M
---pg-scale S --mariadb-mib M --keep]
+--pg-scale S --mariadb-mib M --standby --change PCT --keep]
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -41,7 +49,13 @@ from shipper.core import manifest as manifests  # noqa: E402
 from shipper.core.manifest import Dump  # noqa: E402
 from shipper.core.restic import Repository, Restic  # noqa: E402
 from tests.dbservers import MariaDBServer, PostgreSQLServer  # noqa: E402
-from tests.shipperenv import TOOLS, ShipperEnv, make_dataset, tool_path  # noqa: E402
+from tests.shipperenv import (  # noqa: E402
+    TOOLS,
+    ShipperEnv,
+    make_dataset,
+    mutate_dataset,
+    tool_path,
+)
 
 
 def drop_caches() -> None:
@@ -149,6 +163,8 @@ def main() -> int:
     )
     parser.add_argument("--mariadb-mib", type=int, default=400, help="MariaDB dump size, about")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--standby", action="store_true", help="time the warm standby path too")
+    parser.add_argument("--change", type=int, default=1, help="percent of files changed (standby)")
     args = parser.parse_args()
     os.environ["PATH"] = tool_path()
     base = Path(tempfile.mkdtemp(prefix="shipper-bench-promote-"))
@@ -241,7 +257,63 @@ def run(args: argparse.Namespace, base: Path, servers: List[Any]) -> int:
         "rows overlap and add up to more than its total)"
     )
     print("target: total ratio <= 1.10")
+    if args.standby:
+        return bench_standby(args, env, slave, base, wall)
     return 0
+
+
+def shipper(config_path: Path, env: ShipperEnv, *args: str) -> Tuple[float, Dict[str, float]]:
+    """Run one shipper command; its wall time and its CPU and I/O (children included)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "shipper"), *args],
+        env={**env.env(), "SHIPPER_CONFIG": str(config_path)},
+        capture_output=True,
+        text=True,
+    )
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"shipper {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return wall, {
+        "cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+        "read_mb": (after.ru_inblock - before.ru_inblock) * 512 / 1e6,
+        "write_mb": (after.ru_oublock - before.ru_oublock) * 512 / 1e6,
+    }
+
+
+def bench_standby(
+    args: argparse.Namespace, env: ShipperEnv, slave: Dict[str, Any], base: Path, cold: float
+) -> int:
+    settings = json.loads(json.dumps(slave))
+    settings.update(
+        state_dir=str(base / "standby-state"),
+        standby={"enabled": True, "root": str(base / "standby-root")},
+    )
+    config_path = base / "standby.yml"
+    config_path.write_text(yaml.safe_dump(settings))
+    drop_caches()
+    first, cost = shipper(config_path, env, "standby", "apply")
+    print(f"\nstandby: first apply (everything) {first:.1f}s, {describe(cost)}", flush=True)
+    mutate_dataset(env.src, percent=args.change, seed=22)
+    env.run("snapshot", check=True, timeout=3600)
+    drop_caches()
+    lag, cost = shipper(config_path, env, "standby", "apply")
+    print(f"standby: apply of a {args.change}% change {lag:.1f}s, {describe(cost)}", flush=True)
+    drop_caches()
+    rto, _ = shipper(config_path, env, "promote", "--yes", "--root", str(base / "standby-root"))
+    print(
+        f"standby: promote with a current standby {rto:.1f}s, cold {cold:.1f}s, "
+        f"ratio {rto / cold:.3f} (targets: <= 10 s, <= 0.25; apply lag <= 60 s)"
+    )
+    return 0
+
+
+def describe(cost: Dict[str, float]) -> str:
+    return (
+        f"CPU {cost['cpu']:.1f}s, read {cost['read_mb']:.0f} MB, written {cost['write_mb']:.0f} MB"
+    )
 
 
 def promote_parallel(settings: Dict[str, Any]) -> int:

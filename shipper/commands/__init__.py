@@ -24,6 +24,10 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
         "promote",
         "on the slave: put a set in place (files, databases, hooks) and become the master",
     ),
+    "standby": (
+        "standby",
+        "on a warm standby slave: apply the newest complete set in place now, verified",
+    ),
     "restore-db": ("restore_db", "load one database of a set into this server's database server"),
     "diff": ("diff", "what changed between two sets: paths and databases"),
     "daemon": ("daemon", "take sets on the schedule, one at a time (run by shipper.service)"),

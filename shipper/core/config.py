@@ -108,6 +108,12 @@ class Promote:
 
 
 @dataclass(frozen=True)
+class Standby:
+    enabled: bool
+    root: str
+
+
+@dataclass(frozen=True)
 class Retention:
     keep_within: str
     hourly: int
@@ -150,6 +156,7 @@ class Config:
     hooks: Hooks
     receiver: Receiver
     promote: Promote
+    standby: Standby
     retention: Retention
     check: Check
     notify: Notify

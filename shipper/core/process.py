@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence
 
 from shipper.core.errors import ShipperError
 
@@ -103,6 +104,12 @@ def spawn(
         preexec_fn=_preexec(die_with_parent, umask),
         **popen,
     )
+
+
+def low_io_priority(argv: Sequence[str]) -> List[str]:
+    """argv under `ionice -c3` (idle I/O class) where ionice exists, else as is."""
+    ionice = shutil.which("ionice")
+    return [ionice, "-c3", *argv] if ionice else list(argv)
 
 
 def run(

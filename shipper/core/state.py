@@ -18,6 +18,7 @@ of earlier versions, so existing state keeps reading.
   status-cache.json   the repository view, 15 min      status -> status
   promote/<set>.json  promote's journal (synced)       promote -> promote
   last-promote.json   promote's last report (synced)   promote -> operator
+  standby.json        what the standby holds (synced)  standby apply -> promote, status, daemon
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ RECEIVER = "receiver.json"
 STATUS_CACHE = "status-cache.json"
 PROMOTE_DIR = "promote"
 LAST_PROMOTE = "last-promote.json"
+STANDBY = "standby.json"
 
 
 # ---------------------------------------------------------------- the one writer and reader
@@ -261,3 +263,49 @@ def save_status_cache(folder: Path, cache: StatusCache) -> None:
 def write_synced(path: Path, text: str) -> None:
     """Replace a root-only file so that a crash leaves the old or the new one whole."""
     write_text(path, text, sync=True)
+
+
+# ---------------------------------------------------------------- standby
+
+
+APPLIED, APPLYING, FAILED = "applied", "applying", "failed"
+
+
+@dataclass
+class StandbyRecord:
+    """What the slave's live paths and databases hold, written by each standby apply.
+
+    `state` is "applied" only once the set is in place and verified; while an
+    apply runs (or after one failed or was killed) it says so, and promote
+    takes the full path. `dumps` names only the dumps known to be in place,
+    loaded and verified (a dump being reloaded leaves it first), so promote
+    may skip exactly those whatever the state.
+    """
+
+    set: Optional[str] = None
+    state: str = ""
+    root: str = "/"
+    files: Optional[str] = None  # the files snapshot in place, None while files are in flux
+    dumps: Dict[str, str] = field(default_factory=dict)  # part -> sha256 loaded and verified
+    started: str = ""
+    verified_at: str = ""
+    seconds: float = 0.0
+    files_checked: int = 0
+    error: str = ""
+    last_good: Optional[str] = None  # the last set applied and verified (history only)
+
+    @property
+    def applied(self) -> bool:
+        return self.state == APPLIED
+
+
+def standby_record(folder: Path) -> StandbyRecord:
+    data = read_json(folder / STANDBY)
+    if not isinstance(data, dict):
+        return StandbyRecord()
+    known = {name: data[name] for name in StandbyRecord.__dataclass_fields__ if name in data}
+    return StandbyRecord(**known)
+
+
+def save_standby(folder: Path, record: StandbyRecord) -> None:
+    write_json(folder / STANDBY, asdict(record), sync=True)

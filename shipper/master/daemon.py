@@ -11,7 +11,12 @@ Slots are judged by the wall clock in local time, like cron. A run that
 outlasts its slot delays the next one, and every slot that passed meanwhile
 folds into that one run; slots missed while the daemon was down (judged from
 the last run's record) run once at start. On the slave the daemon takes no
-sets: it watches the age of the newest complete set in the local repository.
+sets: it watches the age of the newest complete set in the local repository,
+and with standby.enabled it applies each new complete set (a child `shipper
+standby apply` at idle I/O priority, under the host lock, so never two at
+once; the newest complete set is always the target, sets that landed during
+an apply fold into the next one). A failed apply is retried after
+APPLY_RETRY, or at once when a newer set lands.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from dateutil import tz
 
@@ -42,6 +47,7 @@ log = logging.getLogger("shipper.daemon")
 _CHILD = "import sys; from shipper.cli import main; sys.exit(main(sys.argv[1:]))"
 EXIT_LOCK_HELD = 3
 EXIT_PARTIAL = 4
+APPLY_RETRY = 600.0
 
 
 # ---------------------------------------------------------------- the daemon
@@ -69,6 +75,7 @@ class Daemon:
         self.last_run_seconds = 0.0
         self._said: Dict[str, str] = {}
         self._heartbeat: Optional[state.Heartbeat] = None
+        self._apply_failed: Tuple[Optional[str], float] = (None, 0.0)  # set, retry after
 
     # ------------------------------------------------------------ signals
 
@@ -115,7 +122,9 @@ class Daemon:
     def _cycle(self, reference: dt.datetime) -> dt.datetime:
         self._reload()
         if self.cfg.role == "slave":
-            self._watch_staleness()
+            newest = self._watch_staleness()
+            if self.cfg.standby.enabled and newest:
+                self._follow(newest)
             self._sleep(self.options.check_interval)
             return now()
         return self._master_cycle(reference)
@@ -221,10 +230,12 @@ class Daemon:
 
     # ------------------------------------------------------------ one set
 
-    def _take_set(self, slot: dt.datetime) -> None:
+    def _child_argv(self, *command: str) -> List[str]:
         argv = [sys.executable, "-c", _CHILD, "--config", self.options.config_path]
-        argv += ["--verbose"] if self.options.verbose else []
-        argv.append("snapshot")
+        return argv + (["--verbose"] if self.options.verbose else []) + list(command)
+
+    def _take_set(self, slot: dt.datetime) -> None:
+        argv = self._child_argv("snapshot")
         log.info("taking the set for the %s slot", slot.strftime("%H:%M:%S"))
         clock = time.monotonic()
         # Not die-with-parent: a stopping daemon lets the set finish (--stop-grace).
@@ -279,17 +290,53 @@ class Daemon:
 
     # ------------------------------------------------------------ slave
 
-    def _watch_staleness(self) -> None:
+    def _watch_staleness(self) -> Optional[str]:
+        """Email a stale spare; the newest complete set's id (None when unreadable)."""
         self._write_heartbeat(None)
         view = status.repository_view(self.cfg)
         if view.error:
             self._say_once(
                 "repository", f"cannot read the local repository: {view.error}", logging.ERROR
             )
-            return
+            return None
         self._said.pop("repository", None)
         notify.watch_staleness(
             self.cfg, view.newest_complete_time, max_age(self.cfg), view.created_time
+        )
+        return view.newest_complete
+
+    def _follow(self, newest: str) -> None:
+        """Apply the newest complete set to the standby unless it holds it already."""
+        record = state.standby_record(self.cfg.state)
+        if record.applied and record.set == newest and not record.error:
+            return
+        failed_set, retry_after = self._apply_failed
+        if failed_set == newest and time.monotonic() < retry_after:
+            return
+        log.info("standby: applying set %s", newest)
+        clock = time.monotonic()
+        argv = process.low_io_priority(self._child_argv("standby", "apply"))
+        self.child = process.spawn(argv, die_with_parent=False, start_new_session=True)
+        try:
+            code = self._wait_child(self.child)
+        finally:
+            self.child = None
+        took = describe_duration(time.monotonic() - clock)
+        if code == EXIT_LOCK_HELD:
+            log.info("standby: another shipper run holds the lock; applying on the next loop")
+            return
+        if code == 0:
+            self._apply_failed = (None, 0.0)
+            log.info("standby: set %s applied and verified in %s", newest, took)
+            return
+        self._apply_failed = (newest, time.monotonic() + APPLY_RETRY)
+        log.error(
+            "standby: the apply of set %s failed after %s (exit %d; the error is above); "
+            "retrying in %s or when a newer set lands",
+            newest,
+            took,
+            code,
+            describe_duration(APPLY_RETRY),
         )
 
     # ------------------------------------------------------------ heartbeat

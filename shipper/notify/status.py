@@ -27,6 +27,7 @@ from shipper.core.config import Config
 from shipper.core.destinations.rest import RECEIVER_UNIT, port_answers
 from shipper.core.progress import human_bytes
 from shipper.core.restic import Restic
+from shipper.notify import standby_view
 from shipper.notify import state_machine as notify
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -226,6 +227,10 @@ def gather(
         view = view or repository_view(cfg, restic_factory)
     _repository(cfg, report, view)
     _age(cfg, report, view, current, warn_at, crit_at)
+    if cfg.role == "slave" and cfg.standby.enabled:
+        report.data["standby"], problems = standby_view.judge(cfg, view.newest_complete)
+        for level, text in problems:
+            report.add(level, text)
     return report
 
 
@@ -453,6 +458,8 @@ def detail_lines(report: Report) -> List[str]:
         rec = data["receiver"]
         state = "answers" if rec["answers"] else "does not answer"
         lines.append(f"receiver:    {rec['unit']} {state} on {rec['listen']}")
+    if data.get("standby"):
+        lines.append(standby_view.line(data["standby"]))
     for level, text in sorted(report.problems, key=lambda p: -p[0]):
         lines.append(f"{LEVEL_NAMES[level]}: {text}")
     return lines

@@ -64,3 +64,20 @@ def test_the_plan_reads_in_step_order() -> None:
     assert lines[2].startswith("  - (done) stop the receiver")
     assert "replace database shop (mariadb, 2.0 KiB dump)" in "\n".join(lines)
     assert "children" not in plan.to_json()
+
+
+def test_a_folder_whose_children_are_unchanged_is_not_in_the_way(tmp_path) -> None:
+    """restic lists such a folder as restored (metadata) and its files as unchanged."""
+    from shipper.slave.promote.scope import type_changes
+
+    (tmp_path / "srv" / "kept").mkdir(parents=True)
+    (tmp_path / "srv" / "kept" / "a").write_text("same")
+    (tmp_path / "srv" / "link").mkdir()
+    (tmp_path / "srv" / "link" / "b").write_text("a folder on the slave, a link in the set")
+    items = [
+        {"action": "restored", "item": "/srv/kept"},
+        {"action": "unchanged", "item": "/srv/kept/a"},
+        {"action": "restored", "item": "/srv/link"},
+    ]
+    scope = Scope.make(["/srv"], [])
+    assert type_changes(str(tmp_path), scope, items) == ["/srv/link"]

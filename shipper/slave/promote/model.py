@@ -67,6 +67,9 @@ class Plan:
     steps: List[str]
     done: List[str]
     resumed: bool
+    route: str = "cold"  # standby, delta or cold: slave/promote/standby.py
+    route_note: str = ""
+    overwrite: Optional[str] = None  # restic restore --overwrite
 
     def to_json(self) -> Dict[str, Any]:
         data = asdict(self)

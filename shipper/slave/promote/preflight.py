@@ -20,6 +20,7 @@ from shipper.core.progress import human_bytes as _human
 from shipper.core.restic import Restic, ResticError
 from shipper.databases.registry import major_of
 from shipper.slave import damage
+from shipper.slave.promote import standby
 from shipper.slave.promote.journal import Journal
 from shipper.slave.promote.model import (
     DONE,
@@ -330,7 +331,8 @@ class Preflight:
             and not journal.data.get("finished")
         ]
         files_part = chosen.parts.get(FILES)
-        snapshot = files_part.snapshot if files_part else None
+        route = standby.choose(self.cfg, chosen.id, self.root, self.manifest.dumps(chosen))
+        snapshot = files_part.snapshot if files_part and route.kind != standby.STANDBY else None
         scope = Scope.make(self.restored_paths(files_part), self.protected_paths())
         children: Dict[str, List[str]] = {}
         includes: List[str] = []
@@ -340,7 +342,7 @@ class Preflight:
         if snapshot and FILES not in done and scope.paths:
             changes, children, in_the_way, rewrite = self._preview(snapshot, scope)
             includes = scope.includes(children)
-        loads = self.manifest.dumps(chosen)
+        loads = [load for load in self.manifest.dumps(chosen) if load.part not in route.skipped]
         wanted = list(changes.bytes_by_path.items()) if changes else []
         self._check_space(
             say,
@@ -375,6 +377,9 @@ class Preflight:
             steps=steps,
             done=[s for s in steps if s in done],
             resumed=bool(done),
+            route=route.kind,
+            route_note=route.note,
+            overwrite=route.overwrite,
         )
         return self._plan
 

@@ -34,6 +34,8 @@ def plan_lines(plan: Plan) -> List[str]:
         lines.append(
             f"  resuming an interrupted promote; already done: {', '.join(plan.done) or '-'}"
         )
+    if plan.route_note:
+        lines.append(f"  path: {plan.route_note}")
     lines.append(
         f"{_mark(plan, RECEIVER)}stop the receiver for good (no more pushes from the old master)"
     )
@@ -61,6 +63,8 @@ def _mark(plan: Plan, step: str) -> str:
 
 
 def _files_lines(plan: Plan) -> List[str]:
+    if not plan.files_snapshot and plan.route == "standby":
+        return ["  - files: already in place (the standby applied and verified this set)"]
     if not plan.files_snapshot:
         return ["  - files: the set has no files part: nothing to restore"]
     where = "" if plan.root == "/" else f" under {plan.root}"

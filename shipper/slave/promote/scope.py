@@ -177,12 +177,18 @@ def type_changes(root: str, scope: Scope, items: List[Dict[str, Any]]) -> List[s
     restic replaces such a folder by a file but not by a symlink (`RemoveNode:
     directory not empty`), so promote removes it before restic runs. An entry
     of the set that no other entry lies in is not a folder, or an empty one
-    (then restic --delete would empty the slave's folder anyway).
+    (then restic --delete would empty the slave's folder anyway). Entries left
+    unchanged count as lying in their folder: a folder restic only touches up
+    (its children unchanged) is not in the way, and must not be removed.
     """
     wanted = [
         str(item.get("item", "")) for item in items if item.get("action") in ("restored", "updated")
     ]
-    folders = {posixpath.dirname(where) for where in wanted}
+    folders = {
+        posixpath.dirname(str(item.get("item", "")))
+        for item in items
+        if item.get("action") != "deleted"
+    }
     out = []
     for where in wanted:
         if where in folders or scope.keeps(where) or not inside_paths(scope, where):

@@ -181,6 +181,7 @@ class Promotion(Preflight):
                     self.root,
                     [restic_pattern(p) for p in plan.includes],
                     delete=True,
+                    overwrite=plan.overwrite,
                 )
             except ResticError as exc:
                 raise PromoteFailed(_with_item_errors(exc)) from None
