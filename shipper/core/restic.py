@@ -861,3 +861,8 @@ def _time_args(time: Optional[dt.datetime]) -> List[str]:
 
 def _dotted(version: Sequence[int]) -> str:
     return ".".join(str(x) for x in version)
+
+
+def installed_version(binary: Optional[str] = None) -> str:
+    """The installed restic's version ("0.18.0"): no repository is opened."""
+    return _dotted(Restic(None, binary=binary).version())  # type: ignore[arg-type]

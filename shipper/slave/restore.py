@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Optional, Sequence
+from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from shipper import databases
 from shipper.core import manifest as manifests
@@ -50,45 +51,69 @@ def restore_files(
     )
 
 
-def database_plan(
-    restic: Restic, chosen: sets.SnapshotSet, part: str, with_globals: bool = False
-) -> List[Dump]:
-    """The loads for `shipper restore-db`: the engine's globals first when asked, then the database."""
+def set_dumps(restic: Restic, chosen: sets.SnapshotSet) -> Tuple[manifests.Manifest, List[Dump]]:
+    """The set's manifest (read once per command) and its dumps that succeeded."""
     manifest = manifests.read(restic, chosen)
     if manifest is None:
         raise Refused(
             f"set {chosen.id} has no manifest (it never finished): its dumps cannot be told apart"
         )
-    loads = manifest.dumps(chosen)
-    wanted = next((load for load in loads if load.part == part and not load.is_globals), None)
-    if wanted is None:
-        known = ", ".join(load.part for load in loads if not load.is_globals) or "none"
-        failed = manifest.failed_parts()
-        why = f" (it failed in that set: {failed[part]})" if part in failed else ""
-        raise NotFound(f"set {chosen.id} has no database {part}{why}; its databases: {known}")
-    if not with_globals:
-        return [wanted]
-    engine_globals = [load for load in loads if load.is_globals and load.engine == wanted.engine]
-    if not engine_globals:
-        raise NotFound(f"set {chosen.id} has no {wanted.engine} globals part")
-    # Again after the database: grants on its tables and routines are skipped
-    # while those do not exist yet (the globals load is idempotent).
-    return [*engine_globals, wanted, *engine_globals]
+    return manifest, manifest.dumps(chosen)
 
 
-def restore_database(cfg: Any, restic: Restic, load: Dump, as_name: Optional[str] = None) -> None:
-    """Load one dump into this server's engine with the loader promote uses."""
+def select_dumps(
+    chosen: sets.SnapshotSet,
+    manifest: manifests.Manifest,
+    dumps: List[Dump],
+    only: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> List[Dump]:
+    """The databases to load: all, or those --only names (globs on ENGINE:DB or DB), minus --exclude."""
+    databases = [d for d in dumps if not d.is_globals]
+    chosen_ones = [d for d in databases if not only or _matches(d, only)]
+    chosen_ones = [d for d in chosen_ones if not _matches(d, exclude)]
+    if chosen_ones:
+        return chosen_ones
+    known = ", ".join(d.part for d in databases) or "none"
+    failed = manifest.failed_parts()
+    why = "".join(f" (it failed in that set: {failed[name]})" for name in only if name in failed)
+    asked = f"database {only[0]}" if len(only) == 1 and not exclude else "database matching that"
+    raise NotFound(f"set {chosen.id} has no {asked}{why}; its databases: {known}")
+
+
+def _matches(dump: Dump, patterns: Sequence[str]) -> bool:
+    return any(
+        fnmatch.fnmatchcase(dump.part, p) or fnmatch.fnmatchcase(dump.database or "", p)
+        for p in patterns
+    )
+
+
+def with_globals(chosen: sets.SnapshotSet, dumps: List[Dump], selected: List[Dump]) -> List[Dump]:
+    """The engines' globals of the selected databases (loaded before them, and again after)."""
+    engines = {d.engine for d in selected}
+    found = [d for d in dumps if d.is_globals and d.engine in engines]
+    missing = sorted(engines - {d.engine for d in found})
+    if missing:
+        raise NotFound(f"set {chosen.id} has no {missing[0]} globals part")
+    return found
+
+
+def target_name(dump: Dump, as_name: Optional[str] = None, suffix: str = "") -> str:
+    """The name a database loads as: --as (a name, or a pattern with {db}), plus --suffix."""
+    name = as_name.replace("{db}", dump.database or "") if as_name else dump.database or ""
+    return name + suffix
+
+
+def configured_engine(cfg: Any, label: str) -> Any:
+    """The engine the config names by `label` (mariadb, mariadb2, postgresql...)."""
     engines = databases.engines_from_config(cfg.databases)
-    engine = next((e for e in engines if e.label == load.engine), None)
+    engine = next((e for e in engines if e.label == label), None)
     if engine is None:
         raise NotFound(
-            f"no {load.engine} server is configured here (databases.{load.engine} in the config)"
+            f"no {label} server is configured here (databases.{label} in the config); "
+            "configure it, or name another server with --to-host/--to-socket"
         )
-    try:
-        with engine.credentials():
-            load_part(restic, engine, load, as_name=None if load.is_globals else as_name)
-    except databases.DatabaseError as exc:
-        raise ShipperError(str(exc)) from None
+    return engine
 
 
 def load_part(
