@@ -29,9 +29,13 @@ def _entry(server: Any, names: List[str]) -> Dict[str, Any]:
     return {**dataclasses.asdict(server.config()), "databases": names}
 
 
-@pytest.fixture
-def many(shipper_env: ShipperEnv, mariadb_server: Any, postgresql_server: Any) -> Any:
-    """A set of 20 small databases: 18 MariaDB, 2 PostgreSQL; then each changes to 'now'."""
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: Any, mariadb_server: Any, postgresql_server: Any) -> Any:
+    """A set of 20 small databases: 18 MariaDB, 2 PostgreSQL; then each changes to 'now'.
+
+    Made once for the module; the test that replaces a live database runs last.
+    """
+    shipper_env = ShipperEnv(tmp_path_factory.mktemp("many"))
     tag = uuid.uuid4().hex[:6]
     maria = [f"m{i:02d}_{tag}" for i in range(18)]
     pg = [f"p{i:02d}_{tag}" for i in range(2)]
@@ -83,6 +87,27 @@ def test_a_set_of_20_databases_loads_in_one_command_under_a_suffix(
         assert postgresql_server.sql("SELECT v FROM t", f"{name}_then") == [("then",)]
 
 
+def test_a_set_loads_into_another_server_under_the_same_names(
+    many: Any, mariadb_server: Any, make_mariadb_server: Any
+) -> None:
+    env, set_id, maria, _ = many
+    scratch = make_mariadb_server()
+    to = ["--to-host", scratch.bind, "--to-port", str(scratch.port), "--to-user", "root"]
+    to += ["--to-password-file", str(scratch.password_file)]
+    done = env.run("restore-db", set_id, "--only", "mariadb:*", *to, check=True)
+    assert done.stdout.count("loaded") == 18 and f"{scratch.bind}:{scratch.port}" in done.stdout
+    for name in maria:
+        assert scratch.sql(f"SELECT v FROM {name}.t") == [("then",)]
+    assert mariadb_server.sql(f"SELECT v FROM {maria[1]}.t") == [("now",)]
+
+    spanning = env.run("restore-db", set_id, *to)
+    assert spanning.returncode == 1 and "pick one engine" in spanning.stderr
+
+    scratch.password_file.chmod(0o644)
+    loose = env.run("restore-db", set_id, "--only", "mariadb:*", *to)
+    assert loose.returncode == 1 and "chmod 600" in loose.stderr
+
+
 def test_replacing_a_live_database_is_refused_without_replace(
     many: Any, mariadb_server: Any
 ) -> None:
@@ -97,24 +122,3 @@ def test_replacing_a_live_database_is_refused_without_replace(
 
     env.run("restore-db", set_id, f"mariadb:{maria[0]}", "--replace", check=True)
     assert mariadb_server.sql(f"SELECT v FROM {maria[0]}.t") == [("then",)]
-
-
-def test_a_set_loads_into_another_server_under_the_same_names(
-    many: Any, mariadb_server: Any, make_mariadb_server: Any
-) -> None:
-    env, set_id, maria, _ = many
-    scratch = make_mariadb_server()
-    to = ["--to-host", scratch.bind, "--to-port", str(scratch.port), "--to-user", "root"]
-    to += ["--to-password-file", str(scratch.password_file)]
-    done = env.run("restore-db", set_id, "--only", "mariadb:*", *to, check=True)
-    assert done.stdout.count("loaded") == 18 and f"{scratch.bind}:{scratch.port}" in done.stdout
-    for name in maria:
-        assert scratch.sql(f"SELECT v FROM {name}.t") == [("then",)]
-        assert mariadb_server.sql(f"SELECT v FROM {name}.t") == [("now",)]
-
-    spanning = env.run("restore-db", set_id, *to)
-    assert spanning.returncode == 1 and "pick one engine" in spanning.stderr
-
-    scratch.password_file.chmod(0o644)
-    loose = env.run("restore-db", set_id, "--only", "mariadb:*", *to)
-    assert loose.returncode == 1 and "chmod 600" in loose.stderr
