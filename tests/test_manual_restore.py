@@ -122,3 +122,30 @@ def test_replacing_a_live_database_is_refused_without_replace(
 
     env.run("restore-db", set_id, f"mariadb:{maria[0]}", "--replace", check=True)
     assert mariadb_server.sql(f"SELECT v FROM {maria[0]}.t") == [("then",)]
+
+
+def test_restore_takes_a_glob_and_its_dry_run_lists_what_it_would_write(
+    shipper_env: ShipperEnv, tmp_path: Any
+) -> None:
+    env = shipper_env
+    (env.src / "etc").mkdir()
+    for name in ("a.conf", "b.conf", "c.txt"):
+        (env.src / "etc" / name).write_text(name)
+    env.run("init", check=True)
+    set_id = json.loads(env.run("snapshot", "--json", check=True).stdout)["set_id"]
+    target = tmp_path / "out"
+    pattern = f"{env.src}/etc/*.conf"
+
+    dry = env.run("restore", set_id, "--target", str(target), "--path", pattern, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would write {target}{env.src}/etc/a.conf" in dry.stdout
+    assert "b.conf" in dry.stdout and "c.txt" not in dry.stdout
+    assert not target.exists()
+
+    env.run("restore", set_id, "--target", str(target), "--path", pattern, check=True)
+    restored = sorted(p.name for p in (target / str(env.src)[1:] / "etc").iterdir())
+    assert restored == ["a.conf", "b.conf"]
+
+    none = env.run("restore", set_id, "--target", str(target), "--path", "/nowhere/*.x")
+    assert none.returncode == 1 and "nothing in set" in none.stderr
+    assert "Traceback" not in none.stderr

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
 from pathlib import Path
 from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from shipper import databases
 from shipper.core import manifest as manifests
 from shipper.core import sets
-from shipper.core.errors import NotFound, Refused, ShipperError
+from shipper.core.errors import NotFound, Refused
 from shipper.core.files import not_a_folder
 from shipper.core.manifest import Dump
 from shipper.core.restic import Restic
@@ -31,23 +32,62 @@ def restore_files(
     excludes: Sequence[str] = (),
     delete: bool = False,
 ) -> Dict[str, Any]:
-    """Restore the files part under target, keeping full original paths."""
-    if chosen.status == sets.INCOMPLETE:
-        raise Refused(f"set {chosen.id} is incomplete (it has no manifest): it never finished")
-    part = files_part(chosen)
-    for path in paths:
-        if not path.startswith("/"):
-            raise Refused(f"--path {path}: give an absolute path as it was on the master")
-    problem = not_a_folder(target)
-    if problem:
-        raise Refused(f"--target {problem}: give a folder (it is made when missing)")
+    """Restore the files part under target, keeping full original paths.
+
+    `paths` are restic include patterns: a path, or a glob (`/etc/*.conf`,
+    `**/*.pem`); patterns that match nothing fail the restore.
+    """
+    part = _files_request(chosen, target, paths)
     Path(target).mkdir(parents=True, exist_ok=True)
-    return restic.restore(
+    summary = restic.restore(
         part.snapshot,
         target,
         includes=list(paths),
         excludes=list(excludes),
         delete=delete,
+    )
+    # restic leaves zero counts out of its summary: no count at all is nothing restored.
+    if paths and summary and not (summary.get("total_files") or summary.get("files_restored")):
+        raise NotFound(_nothing_matched(chosen, paths))
+    return summary
+
+
+def preview_files(
+    restic: Restic, chosen: sets.SnapshotSet, target: str, paths: Sequence[str] = ()
+) -> List[Tuple[str, str]]:
+    """What restore_files would write: (restic's action, the path under target); nothing changes."""
+    part = _files_request(chosen, target, paths)
+    _, items, _ = restic.restore_preview(part.snapshot, target, includes=list(paths))
+    root = target.rstrip("/")
+    out = [(str(i.get("action", "?")), root + str(i.get("item", ""))) for i in items]
+    if paths and not out:
+        raise NotFound(_nothing_matched(chosen, paths))
+    return out
+
+
+def _files_request(chosen: sets.SnapshotSet, target: str, paths: Sequence[str]) -> sets.Part:
+    if chosen.status == sets.INCOMPLETE:
+        raise Refused(f"set {chosen.id} is incomplete (it has no manifest): it never finished")
+    part = files_part(chosen)
+    for path in paths:
+        if not path.startswith("/") and not GLOB.search(path):
+            raise Refused(
+                f"--path {path}: give an absolute path as it was on the master, "
+                "or a pattern such as '/etc/*.conf' or '**/*.pem'"
+            )
+    problem = not_a_folder(target)
+    if problem:
+        raise Refused(f"--target {problem}: give a folder (it is made when missing)")
+    return part
+
+
+GLOB = re.compile(r"[*?\[]")
+
+
+def _nothing_matched(chosen: sets.SnapshotSet, paths: Sequence[str]) -> str:
+    return (
+        f"nothing in set {chosen.id} matches --path {' --path '.join(paths)}; "
+        "paths are absolute as on the master (`restic ls` on the files part lists them)"
     )
 
 
