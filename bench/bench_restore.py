@@ -107,7 +107,9 @@ def run(args: argparse.Namespace, base: Path, server: MariaDBServer) -> int:
     make_dataset(env.src, files=args.files, mib=args.mib, seed=31)
     names = fill(server, args.databases, args.rows)
     entry = {**dataclasses.asdict(server.config()), "databases": names}
-    env.write_config(databases={"enabled": True, "parallel": args.parallel, "mariadb": [entry]})
+    env.write_config(
+        databases={"enabled": True, "parallel": args.parallel, "mariadb": [entry], "postgresql": []}
+    )
     env.run("init", check=True)
     env.run("snapshot", check=True, timeout=3600)
     set_id, files, dumps = newest_set(config.load(str(env.config_path)))
