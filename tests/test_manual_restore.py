@@ -149,3 +149,19 @@ def test_restore_takes_a_glob_and_its_dry_run_lists_what_it_would_write(
     none = env.run("restore", set_id, "--target", str(target), "--path", "/nowhere/*.x")
     assert none.returncode == 1 and "nothing in set" in none.stderr
     assert "Traceback" not in none.stderr
+
+
+def test_restore_of_latest_a_prefix_and_an_unknown_id(
+    shipper_env: ShipperEnv, tmp_path: Any
+) -> None:
+    """A full set id goes to restic directly; everything else, and a miss, lists the sets."""
+    env = shipper_env
+    (env.src / "f").write_text("x")
+    env.run("init", check=True)
+    set_id = json.loads(env.run("snapshot", "--json", check=True).stdout)["set_id"]
+    for ref in ("latest", set_id[:8]):
+        done = env.run("restore", ref, "--target", str(tmp_path / ref), check=True)
+        assert f"restored set {set_id}" in done.stdout
+        assert (tmp_path / ref / str(env.src)[1:] / "f").read_text() == "x"
+    unknown = env.run("restore", "20991231T000000Z", "--target", str(tmp_path / "u"))
+    assert unknown.returncode == 1 and "no set '20991231T000000Z'" in unknown.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -24,9 +25,34 @@ def files_part(chosen: sets.SnapshotSet) -> sets.Part:
     return part
 
 
+@dataclass(frozen=True)
+class FilesSource:
+    """Where a set's files part is: a snapshot id, or `latest` among snapshots with `tags`."""
+
+    set_id: str
+    snapshot: str
+    tags: Tuple[str, ...] = ()
+
+
+def files_source(chosen: sets.SnapshotSet) -> FilesSource:
+    """The files part of a set found in the repository listing."""
+    if chosen.status == sets.INCOMPLETE:
+        raise Refused(f"set {chosen.id} is incomplete (it has no manifest): it never finished")
+    return FilesSource(chosen.id, files_part(chosen).snapshot)
+
+
+def files_source_by_id(set_id: str) -> FilesSource:
+    """The files part of set `set_id` without listing the repository: restic picks it by
+    its tags, saving a restic process (a key derivation). Only the part that carries the
+    manifest matches, so a set that never finished does not; restic then finds none
+    (NoSnapshotFound), and the caller lists the sets to say why."""
+    tags = (f"{sets.SET_TAG}:{set_id}", f"{sets.PART_TAG}:{sets.FILES_PART}")
+    return FilesSource(set_id, "latest", (*tags, f"{sets.PART_TAG}:{sets.MANIFEST_PART}"))
+
+
 def restore_files(
     restic: Restic,
-    chosen: sets.SnapshotSet,
+    source: FilesSource,
     target: str,
     paths: Sequence[str] = (),
     excludes: Sequence[str] = (),
@@ -37,38 +63,38 @@ def restore_files(
     `paths` are restic include patterns: a path, or a glob (`/etc/*.conf`,
     `**/*.pem`); patterns that match nothing fail the restore.
     """
-    part = _files_request(chosen, target, paths)
+    check_files_request(target, paths)
     Path(target).mkdir(parents=True, exist_ok=True)
     summary = restic.restore(
-        part.snapshot,
+        source.snapshot,
         target,
         includes=list(paths),
         excludes=list(excludes),
         delete=delete,
+        tags=source.tags,
     )
     # restic leaves zero counts out of its summary: no count at all is nothing restored.
     if paths and summary and not (summary.get("total_files") or summary.get("files_restored")):
-        raise NotFound(_nothing_matched(chosen, paths))
+        raise NotFound(_nothing_matched(source.set_id, paths))
     return summary
 
 
 def preview_files(
-    restic: Restic, chosen: sets.SnapshotSet, target: str, paths: Sequence[str] = ()
+    restic: Restic, source: FilesSource, target: str, paths: Sequence[str] = ()
 ) -> List[Tuple[str, str]]:
     """What restore_files would write: (restic's action, the path under target); nothing changes."""
-    part = _files_request(chosen, target, paths)
-    _, items, _ = restic.restore_preview(part.snapshot, target, includes=list(paths))
+    check_files_request(target, paths)
+    _, items, _ = restic.restore_preview(
+        source.snapshot, target, includes=list(paths), tags=source.tags
+    )
     root = target.rstrip("/")
     out = [(str(i.get("action", "?")), root + str(i.get("item", ""))) for i in items]
     if paths and not out:
-        raise NotFound(_nothing_matched(chosen, paths))
+        raise NotFound(_nothing_matched(source.set_id, paths))
     return out
 
 
-def _files_request(chosen: sets.SnapshotSet, target: str, paths: Sequence[str]) -> sets.Part:
-    if chosen.status == sets.INCOMPLETE:
-        raise Refused(f"set {chosen.id} is incomplete (it has no manifest): it never finished")
-    part = files_part(chosen)
+def check_files_request(target: str, paths: Sequence[str]) -> None:
     for path in paths:
         if not path.startswith("/") and not GLOB.search(path):
             raise Refused(
@@ -78,15 +104,14 @@ def _files_request(chosen: sets.SnapshotSet, target: str, paths: Sequence[str]) 
     problem = not_a_folder(target)
     if problem:
         raise Refused(f"--target {problem}: give a folder (it is made when missing)")
-    return part
 
 
 GLOB = re.compile(r"[*?\[]")
 
 
-def _nothing_matched(chosen: sets.SnapshotSet, paths: Sequence[str]) -> str:
+def _nothing_matched(set_id: str, paths: Sequence[str]) -> str:
     return (
-        f"nothing in set {chosen.id} matches --path {' --path '.join(paths)}; "
+        f"nothing in set {set_id} matches --path {' --path '.join(paths)}; "
         "paths are absolute as on the master (`restic ls` on the files part lists them)"
     )
 
