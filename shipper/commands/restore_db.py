@@ -71,8 +71,16 @@ def request(args: Any) -> restore_db.Request:
 def run(ctx: Context) -> int:
     restic = ctx.restic()
     chosen = sets.find(sets.group(restic.snapshots()), ctx.args.set)
-    manifest, dumps = restore.set_dumps(restic, chosen)
-    loads = restore_db.plan(ctx.cfg, chosen, manifest, dumps, request(ctx.args))
+    manifest = restore_db.ManifestOnce(restic, chosen)
+    try:
+        return _run(ctx, restic, chosen, manifest)
+    finally:
+        manifest.close()
+
+
+def _run(ctx: Context, restic: Any, chosen: Any, manifest: restore_db.ManifestOnce) -> int:
+    dumps = restore.listed_dumps(chosen)
+    loads = restore_db.plan(ctx.cfg, chosen, manifest.get, dumps, request(ctx.args))
     restore_db.refuse_live_replacements(loads, ctx.args.replace)
     results = []
 
@@ -87,7 +95,7 @@ def run(ctx: Context) -> int:
         ctx.out.lines(f"would load {load.describe()} from set {chosen.id}" for load in loads)
         ctx.out.result({"set": chosen.id, "would_load": [x.describe() for x in loads]})
         return 0
-    failed = restore_db.run(restic, loads, ctx.cfg.databases.parallel, report)
+    failed = restore_db.run(restic, loads, manifest, ctx.cfg.databases.parallel, report)
     ctx.out.result({"set": chosen.id, "loads": results, "failed": failed})
     if failed and len(loads) > 1:  # one failed load alone is its own one line
         ctx.out.problem(f"shipper: {failed} of {len(loads)} loads failed; the others are loaded")

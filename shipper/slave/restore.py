@@ -7,7 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from shipper import databases
 from shipper.core import manifest as manifests
@@ -126,9 +126,30 @@ def set_dumps(restic: Restic, chosen: sets.SnapshotSet) -> Tuple[manifests.Manif
     return manifest, manifest.dumps(chosen)
 
 
+def listed_dumps(chosen: sets.SnapshotSet) -> List[Dump]:
+    """The set's dumps as the repository listing shows them (part tags, stream paths).
+
+    Their digests come from the manifest, which restore-db reads while the first
+    loads run: each load checks its digest when its stream ends, before the swap.
+    """
+    if chosen.status == sets.INCOMPLETE:
+        raise Refused(
+            f"set {chosen.id} has no manifest (it never finished): its dumps cannot be told apart"
+        )
+    out = []
+    for part in chosen.parts.values():
+        engine, _, database = part.name.partition(":")
+        if part.name == sets.FILES_PART or not database or len(part.paths) != 1:
+            continue
+        name = None if database == "globals" else database
+        filename = str(part.paths[0]).lstrip("/")
+        out.append(Dump(part.name, engine, name, part.snapshot, filename, 0, None, ""))
+    return sorted(out, key=lambda d: (not d.is_globals, d.engine, d.part))
+
+
 def select_dumps(
     chosen: sets.SnapshotSet,
-    manifest: manifests.Manifest,
+    manifest: Callable[[], manifests.Manifest],
     dumps: List[Dump],
     only: Sequence[str] = (),
     exclude: Sequence[str] = (),
@@ -140,7 +161,7 @@ def select_dumps(
     if chosen_ones:
         return chosen_ones
     known = ", ".join(d.part for d in databases) or "none"
-    failed = manifest.failed_parts()
+    failed = manifest().failed_parts()
     why = "".join(f" (it failed in that set: {failed[name]})" for name in only if name in failed)
     asked = f"database {only[0]}" if len(only) == 1 and not exclude else "database matching that"
     raise NotFound(f"set {chosen.id} has no {asked}{why}; its databases: {known}")
@@ -182,11 +203,19 @@ def configured_engine(cfg: Any, label: str) -> Any:
 
 
 def load_part(
-    restic: Restic, engine: Any, load: Dump, as_name: Optional[str] = None
+    restic: Restic,
+    engine: Any,
+    load: Dump,
+    as_name: Optional[str] = None,
+    expected: Optional[Callable[[], Optional[str]]] = None,
 ) -> Dict[str, Any]:
-    """Stream one dump from the repository into the engine's loader, checking its digest."""
+    """Stream one dump from the repository into the engine's loader, checking its digest.
+
+    `expected` gives the digest when the stream ends (the manifest may still be
+    on its way); without it the dump's own sha256 is the one checked.
+    """
     with restic.dump(load.snapshot, "/" + load.filename) as stream:
-        checked = DigestCheckingReader(stream, load.sha256, load.part)
+        checked = DigestCheckingReader(stream, expected or (lambda: load.sha256), load.part)
         if load.is_globals:
             engine.load_globals(checked)
         else:
@@ -202,7 +231,12 @@ class DigestCheckingReader:
     corrupted dump fails the load and leaves the old database in place.
     """
 
-    def __init__(self, stream: IO[bytes], sha256: Optional[str], label: str):
+    def __init__(
+        self,
+        stream: IO[bytes],
+        sha256: Union[None, str, Callable[[], Optional[str]]],
+        label: str,
+    ):
         self.stream = stream
         self.expected = sha256
         self.label = label
@@ -245,10 +279,11 @@ class DigestCheckingReader:
             self._verify()
 
     def _verify(self) -> None:
-        if self.expected and self.digest.hexdigest() != self.expected:
+        expected = self.expected() if callable(self.expected) else self.expected
+        if expected and self.digest.hexdigest() != expected:
             raise databases.DatabaseError(
                 f"the dump of {self.label} read from the repository does not match its manifest "
-                f"(sha256 {self.digest.hexdigest()[:12]}..., expected {self.expected[:12]}...): "
+                f"(sha256 {self.digest.hexdigest()[:12]}..., expected {expected[:12]}...): "
                 "the repository may be damaged; run `shipper check`, or promote another set with --set"
             )
 

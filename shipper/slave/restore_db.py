@@ -20,7 +20,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from shipper import databases
 from shipper.core import sets
 from shipper.core.errors import NotFound, Refused
-from shipper.core.manifest import Dump, Manifest
+from shipper.core.manifest import OK, Dump, Manifest
 from shipper.core.restic import Restic, ResticError
 from shipper.slave import restore
 
@@ -65,8 +65,45 @@ class Load:
         return f"{self.dump.part} into {self.name} on {where}"
 
 
+class ManifestOnce:
+    """The set's manifest, read once and only when needed: in the background while the
+    first loads stream (each load checks its digest when its stream ends), so its restic
+    process overlaps theirs."""
+
+    def __init__(self, restic: Restic, chosen: sets.SnapshotSet):
+        self.restic = restic
+        self.chosen = chosen
+        self._pool = concurrent.futures.ThreadPoolExecutor(1)
+        self._future: Optional[concurrent.futures.Future] = None
+
+    def start(self) -> None:
+        if self._future is None:
+            self._future = self._pool.submit(restore.set_dumps, self.restic, self.chosen)
+
+    def get(self) -> Manifest:
+        self.start()
+        assert self._future is not None
+        return self._future.result()[0]
+
+    def digest(self, dump: Dump) -> Optional[str]:
+        part = self.get().by_name().get(dump.part)
+        if part is None or part.outcome != OK:
+            raise databases.DatabaseError(
+                f"the manifest of set {self.chosen.id} does not list {dump.part} as stored; "
+                f"{dump.part} was left as it was; load another set"
+            )
+        return part.sha256
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 def plan(
-    cfg: Any, chosen: sets.SnapshotSet, manifest: Manifest, dumps: List[Dump], request: Request
+    cfg: Any,
+    chosen: sets.SnapshotSet,
+    manifest: Callable[[], Manifest],
+    dumps: List[Dump],
+    request: Request,
 ) -> List[Load]:
     """The loads in order: globals, the databases (side by side), globals again."""
     only = [request.part] if request.part else list(request.only)
@@ -146,14 +183,23 @@ def refuse_live_replacements(loads: List[Load], replace: bool) -> None:
 Report = Callable[[Load, Optional[str], float], None]
 
 
-def run(restic: Restic, loads: List[Load], parallel: int, report: Report) -> int:
+def run(
+    restic: Restic, loads: List[Load], manifest: ManifestOnce, parallel: int, report: Report
+) -> int:
     """Load everything, report each load as it ends; the number that failed."""
     failed = 0
+    manifest.start()
 
     def one(load: Load) -> bool:
         clock = time.monotonic()
         try:
-            restore.load_part(restic, load.engine, load.dump, as_name=load.name or None)
+            restore.load_part(
+                restic,
+                load.engine,
+                load.dump,
+                as_name=load.name or None,
+                expected=lambda: manifest.digest(load.dump),
+            )
         except (databases.DatabaseError, ResticError) as exc:
             report(load, str(exc), time.monotonic() - clock)
             return False
