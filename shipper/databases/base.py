@@ -19,7 +19,6 @@ else lives here:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
@@ -278,30 +277,6 @@ class Engine:
     def existing_databases(self) -> FrozenSet[str]:
         """Every database the server holds now, system ones included."""
         return frozenset(str(row[0]) for row in self._query(self._list_databases_query()))
-
-    def retarget(
-        self,
-        host: Optional[str] = None,
-        port: Optional[int] = None,
-        socket: Optional[str] = None,
-        user: Optional[str] = None,
-        password_file: Optional[str] = None,
-    ) -> Engine:
-        """The same engine aimed at another server (a restore into a scratch server).
-
-        A server setting without a `socket` field takes the socket's folder as
-        its host (libpq's convention); one with it connects by host or by socket.
-        """
-        changes: Dict[str, Any] = {"port": port, "user": user, "password_file": password_file}
-        fields = {f.name for f in dataclasses.fields(self.server)}
-        if "socket" in fields and (host or socket):
-            changes.update(host=host, socket=socket)
-        elif socket:
-            changes["host"] = socket if os.path.isdir(socket) else os.path.dirname(socket)
-        elif host:
-            changes["host"] = host
-        kept = {k: v for k, v in changes.items() if v is not None or k in ("host", "socket")}
-        return type(self)(dataclasses.replace(self.server, **kept), label=self.label)
 
     def discover(self) -> List[str]:
         """The user databases to dump: the `databases` selection minus `exclude`."""

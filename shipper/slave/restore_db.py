@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import os
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from shipper import databases
 from shipper.core import sets
@@ -140,12 +141,33 @@ def _engine(cfg: Any, label: str, to: Server) -> Tuple[Any, bool]:
             raise
         kind = label.rstrip("0123456789")
         configured = getattr(databases, databases.ENGINES[kind])(databases.default_server(kind))
-        return configured.retarget(**vars(to)), False
+        return retarget(configured, to), False
     if not to.given():
         return configured, True
     _check_password_file(to.password_file)
-    target = configured.retarget(**vars(to))
+    target = retarget(configured, to)
     return target, target.describe() == configured.describe()
+
+
+def retarget(engine: Any, to: Server) -> Any:
+    """The same engine aimed at the server --to-* names; unnamed settings are kept.
+
+    A server setting without a `socket` field (PostgreSQL) takes the socket's
+    folder as its host, libpq's convention; one with it connects by host or socket.
+    """
+    changes: Dict[str, Any] = {
+        k: v for k, v in (("port", to.port), ("user", to.user)) if v is not None
+    }
+    if to.password_file is not None:
+        changes["password_file"] = to.password_file
+    fields = {f.name for f in dataclasses.fields(engine.server)}
+    if "socket" in fields and (to.host or to.socket):
+        changes.update(host=to.host, socket=to.socket)
+    elif to.socket:
+        changes["host"] = to.socket if os.path.isdir(to.socket) else os.path.dirname(to.socket)
+    elif to.host:
+        changes["host"] = to.host
+    return type(engine)(dataclasses.replace(engine.server, **changes), label=engine.label)
 
 
 def _check_password_file(path: Optional[str]) -> None:
