@@ -36,6 +36,11 @@ def parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
         help=f"config file (default $SHIPPER_CONFIG or {config.DEFAULT_PATH})",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    p.add_argument(
+        "--version",
+        action="store_true",
+        help="shipper's and restic's versions and the config file in use (with --json: JSON)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_all(sub, None if argv is None else _chosen(argv))
     return p
@@ -50,6 +55,15 @@ def _chosen(argv: List[str]) -> str:
         elif not word.startswith("-"):
             return word
     return ""
+
+
+def _version(argv: List[str]) -> int:
+    """`shipper --version` needs no command, so it is answered before the parser asks for one."""
+    from shipper.commands import version
+
+    words = iter(argv)
+    config_arg = next((next(words, None) for word in words if word in ("-c", "--config")), None)
+    return version.run(config_arg, "--json" in argv)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -67,6 +81,8 @@ def _setup_logging(verbose: bool) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "--version" in argv and not _chosen(argv):
+        return _version(argv)
     args = parser(argv).parse_args(argv)
     _setup_logging(args.verbose)
     ctx = Context(args)

@@ -77,6 +77,10 @@ class Interrupted(ResticError):
     pass
 
 
+class NoSnapshotFound(ResticError):
+    """`latest` with a tag filter matched no snapshot."""
+
+
 class RepositoryFull(ResticError):
     pass
 
@@ -471,6 +475,8 @@ class Restic:
                 f"wrong password for the repository {where}: check {self.repository.password_file}",
                 detail,
             )
+        if "no snapshot found" in lowered:
+            return NoSnapshotFound(f"restic {command}: no snapshot matches", detail)
         if "unauthorized" in lowered or "401" in detail:
             return ResticError(
                 f"the receiver at {where} refused shipper's credentials (HTTP 401): "
@@ -618,11 +624,23 @@ class Restic:
         dry_run: bool = False,
         overwrite: Optional[str] = None,
         sparse: bool = True,
+        tags: Sequence[str] = (),
     ) -> Dict[str, Any]:
-        """Restore in place; sparse files stay sparse (holes are not written as zeros)."""
+        """Restore in place; sparse files stay sparse (holes are not written as zeros).
+
+        With `tags`, snapshot `latest` is the newest snapshot carrying all of them.
+        """
         try:
             running = self._restore(
-                snapshot, target, includes, excludes, delete, dry_run, overwrite, sparse=sparse
+                snapshot,
+                target,
+                includes,
+                excludes,
+                delete,
+                dry_run,
+                overwrite,
+                sparse=sparse,
+                tags=tags,
             )
         except RepositoryFull as exc:
             raise self._target_full(exc, target) from None
@@ -649,6 +667,7 @@ class Restic:
         includes: Sequence[str] = (),
         delete: bool = False,
         overwrite: str = "if-changed",
+        tags: Sequence[str] = (),
     ) -> Tuple[Dict[str, Any], List[Dict[str, Any]], List[str]]:
         """What a restore would do (--dry-run): the summary, one action per item, item errors.
 
@@ -658,7 +677,9 @@ class Restic:
         and time instead of reading them. Errors about single items (restic
         exits 1 but finishes) are returned, not raised.
         """
-        running = self._restore(snapshot, target, includes, (), delete, True, overwrite, (0, 1))
+        running = self._restore(
+            snapshot, target, includes, (), delete, True, overwrite, (0, 1), tags=tags
+        )
         summary = next((m for m in running.messages if m.get("message_type") == "summary"), None)
         if summary is None:
             raise self._error(1, running, "restore")
@@ -681,8 +702,11 @@ class Restic:
         overwrite: Optional[str],
         ok_codes: Tuple[int, ...] = (0,),
         sparse: bool = False,
+        tags: Sequence[str] = (),
     ) -> _RunningRestic:
         args = ["restore", snapshot, "--target", target]
+        if tags:
+            args += ["--tag", ",".join(tags)]
         if sparse:
             args.append("--sparse")
         for path in includes:
@@ -861,3 +885,8 @@ def _time_args(time: Optional[dt.datetime]) -> List[str]:
 
 def _dotted(version: Sequence[int]) -> str:
     return ".".join(str(x) for x in version)
+
+
+def installed_version(binary: Optional[str] = None) -> str:
+    """The installed restic's version ("0.18.0"): no repository is opened."""
+    return _dotted(Restic(None, binary=binary).version())  # type: ignore[arg-type]

@@ -274,6 +274,10 @@ class Engine:
     def major_version(self) -> str:
         raise NotImplementedError
 
+    def existing_databases(self) -> FrozenSet[str]:
+        """Every database the server holds now, system ones included."""
+        return frozenset(str(row[0]) for row in self._query(self._list_databases_query()))
+
     def discover(self) -> List[str]:
         """The user databases to dump: the `databases` selection minus `exclude`."""
         wanted = list(dict.fromkeys(self.server.databases))

@@ -570,7 +570,9 @@ def test_mariadb_set_restored_with_shipper_over_the_older_slave(
     entry = dataclasses.asdict(slave.config())
     shipper_env.write_config(databases={"enabled": True, "mariadb": [entry]})
     for database in DATABASES:
-        shipper_env.run("restore-db", "latest", f"mariadb:{database}", "--globals", check=True)
+        shipper_env.run(
+            "restore-db", "latest", f"mariadb:{database}", "--globals", "--replace", check=True
+        )
     trip = {"master": master, "slave": slave}
     for query in (SCHEMATA, TABLES, COLUMNS, VIEWS, ROUTINES, TRIGGERS, EVENTS):
         master_facts, slave_facts = both(trip, query)

@@ -29,7 +29,7 @@ def shipper_for(env: ShipperEnv, server: Any) -> None:
 def restore_all(env: ShipperEnv, databases: List[str]) -> None:
     for index, db in enumerate(databases):
         extra = ["--globals"] if index == 0 else []
-        env.run("restore-db", "latest", f"postgresql:{db}", *extra, check=True)
+        env.run("restore-db", "latest", f"postgresql:{db}", "--replace", *extra, check=True)
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_failed_loads_say_what_to_do_and_keep_the_slave_database(
 
     # Without the globals the owner role and the tablespace are missing.
     for db, names in (("app", "owner_only_on_master"), ("spaced", messy.SPACE)):
-        failed = env.run("restore-db", "latest", f"postgresql:{db}")
+        failed = env.run("restore-db", "latest", f"postgresql:{db}", "--replace")
         assert failed.returncode == 1
         assert "Traceback" not in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
         message = failed.stderr
@@ -99,8 +99,8 @@ def test_failed_loads_say_what_to_do_and_keep_the_slave_database(
     assert slave.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'shipper%'") == [(0,)]
 
     slave.sql(messy.tablespace(slave, "postgres"))  # one machine: each needs its own folder
-    env.run("restore-db", "latest", "postgresql:app", "--globals", check=True)
-    env.run("restore-db", "latest", "postgresql:spaced", check=True)
+    env.run("restore-db", "latest", "postgresql:app", "--globals", "--replace", check=True)
+    env.run("restore-db", "latest", "postgresql:spaced", "--replace", check=True)
     assert slave.sql("SELECT v FROM t", "spaced") == [("master",)]
     assert slave.sql("SELECT v FROM t", "app") == [("master",)]
     assert slave.sql("SELECT datconnlimit FROM pg_database WHERE datname = 'app'") == [(9,)]

@@ -1,0 +1,167 @@
+"""Restoring by hand (issue 14): --version, a whole set's databases in one command,
+loads into another server, and the refusal to overwrite a live database."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from typing import Any, Dict, List
+
+import pytest
+
+from tests.shipperenv import ShipperEnv
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_version_names_shipper_restic_and_the_config_without_opening_the_repository(
+    shipper_env: ShipperEnv,
+) -> None:
+    text = shipper_env.run("--version", check=True).stdout
+    assert text.startswith("shipper 0.1.0\nrestic 0.18.") and str(shipper_env.config_path) in text
+    data = json.loads(shipper_env.run("--version", "--json", check=True).stdout)
+    assert data["restic"].startswith("0.18.") and data["config_exists"] is True
+    assert not shipper_env.repo.exists()  # no repository was opened (or made)
+
+
+def _entry(server: Any, names: List[str]) -> Dict[str, Any]:
+    return {**dataclasses.asdict(server.config()), "databases": names}
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: Any, mariadb_server: Any, postgresql_server: Any) -> Any:
+    """A set of 20 small databases: 18 MariaDB, 2 PostgreSQL; then each changes to 'now'.
+
+    Made once for the module; the test that replaces a live database runs last.
+    """
+    shipper_env = ShipperEnv(tmp_path_factory.mktemp("many"))
+    tag = uuid.uuid4().hex[:6]
+    maria = [f"m{i:02d}_{tag}" for i in range(18)]
+    pg = [f"p{i:02d}_{tag}" for i in range(2)]
+    for name in maria:
+        mariadb_server.sql(f"CREATE DATABASE {name}")
+        mariadb_server.sql(f"CREATE TABLE {name}.t (v TEXT); INSERT INTO {name}.t VALUES ('then')")
+    for name in pg:
+        postgresql_server.sql(f"CREATE DATABASE {name}")
+        postgresql_server.sql("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('then')", name)
+    shipper_env.write_config(
+        databases={
+            "enabled": True,
+            "parallel": 2,
+            "mariadb": [_entry(mariadb_server, maria)],
+            "postgresql": [_entry(postgresql_server, pg)],
+        }
+    )
+    shipper_env.run("init", check=True)
+    set_id = json.loads(shipper_env.run("snapshot", "--json", check=True).stdout)["set_id"]
+    for name in maria:
+        mariadb_server.sql(f"UPDATE {name}.t SET v = 'now'")
+    for name in pg:
+        postgresql_server.sql("UPDATE t SET v = 'now'", name)
+    yield shipper_env, set_id, maria, pg
+    for name in maria:
+        mariadb_server.sql(f"DROP DATABASE IF EXISTS {name}; DROP DATABASE IF EXISTS {name}_then")
+    for name in pg:
+        postgresql_server.sql(f"DROP DATABASE IF EXISTS {name}")
+        postgresql_server.sql(f"DROP DATABASE IF EXISTS {name}_then")
+
+
+def test_a_set_of_20_databases_loads_in_one_command_under_a_suffix(
+    many: Any, mariadb_server: Any, postgresql_server: Any
+) -> None:
+    env, set_id, maria, pg = many
+    dry = env.run("restore-db", set_id, "--suffix", "_then", "--exclude", "p01_*", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("would load") == 19 and f"mariadb:{maria[0]} into {maria[0]}_then" in (
+        dry.stdout
+    )
+    assert not mariadb_server.sql(f"SHOW DATABASES LIKE '{maria[0]}_then'")
+
+    done = env.run("restore-db", set_id, "--suffix", "_then", "--globals", check=True)
+    assert done.stdout.count("loaded") == 20 + 4  # each engine's globals, before and after
+    for name in maria:
+        assert mariadb_server.sql(f"SELECT v FROM {name}_then.t") == [("then",)]
+        assert mariadb_server.sql(f"SELECT v FROM {name}.t") == [("now",)]
+    for name in pg:
+        assert postgresql_server.sql("SELECT v FROM t", f"{name}_then") == [("then",)]
+
+
+def test_a_set_loads_into_another_server_under_the_same_names(
+    many: Any, mariadb_server: Any, make_mariadb_server: Any
+) -> None:
+    env, set_id, maria, _ = many
+    scratch = make_mariadb_server()
+    to = ["--to-host", scratch.bind, "--to-port", str(scratch.port), "--to-user", "root"]
+    to += ["--to-password-file", str(scratch.password_file)]
+    done = env.run("restore-db", set_id, "--only", "mariadb:*", *to, check=True)
+    assert done.stdout.count("loaded") == 18 and f"{scratch.bind}:{scratch.port}" in done.stdout
+    for name in maria:
+        assert scratch.sql(f"SELECT v FROM {name}.t") == [("then",)]
+    assert mariadb_server.sql(f"SELECT v FROM {maria[1]}.t") == [("now",)]
+
+    spanning = env.run("restore-db", set_id, *to)
+    assert spanning.returncode == 1 and "pick one engine" in spanning.stderr
+
+    scratch.password_file.chmod(0o644)
+    loose = env.run("restore-db", set_id, "--only", "mariadb:*", *to)
+    assert loose.returncode == 1 and "chmod 600" in loose.stderr
+
+
+def test_replacing_a_live_database_is_refused_without_replace(
+    many: Any, mariadb_server: Any
+) -> None:
+    env, set_id, maria, _ = many
+    refused = env.run("restore-db", set_id, "--only", f"mariadb:{maria[0]}", "--only", maria[1])
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert f"would replace the live database {maria[0]}" in refused.stderr
+    assert "--replace" in refused.stderr and "nothing was loaded" in refused.stderr
+    assert mariadb_server.sql(f"SELECT v FROM {maria[0]}.t") == [("now",)]
+    assert mariadb_server.sql(f"SELECT v FROM {maria[1]}.t") == [("now",)]
+
+    env.run("restore-db", set_id, f"mariadb:{maria[0]}", "--replace", check=True)
+    assert mariadb_server.sql(f"SELECT v FROM {maria[0]}.t") == [("then",)]
+
+
+def test_restore_takes_a_glob_and_its_dry_run_lists_what_it_would_write(
+    shipper_env: ShipperEnv, tmp_path: Any
+) -> None:
+    env = shipper_env
+    (env.src / "etc").mkdir()
+    for name in ("a.conf", "b.conf", "c.txt"):
+        (env.src / "etc" / name).write_text(name)
+    env.run("init", check=True)
+    set_id = json.loads(env.run("snapshot", "--json", check=True).stdout)["set_id"]
+    target = tmp_path / "out"
+    pattern = f"{env.src}/etc/*.conf"
+
+    dry = env.run("restore", set_id, "--target", str(target), "--path", pattern, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would write {target}{env.src}/etc/a.conf" in dry.stdout
+    assert "b.conf" in dry.stdout and "c.txt" not in dry.stdout
+    assert not target.exists()
+
+    env.run("restore", set_id, "--target", str(target), "--path", pattern, check=True)
+    restored = sorted(p.name for p in (target / str(env.src)[1:] / "etc").iterdir())
+    assert restored == ["a.conf", "b.conf"]
+
+    none = env.run("restore", set_id, "--target", str(target), "--path", "/nowhere/*.x")
+    assert none.returncode == 1 and "nothing in set" in none.stderr
+    assert "Traceback" not in none.stderr
+
+
+def test_restore_of_latest_a_prefix_and_an_unknown_id(
+    shipper_env: ShipperEnv, tmp_path: Any
+) -> None:
+    """A full set id goes to restic directly; everything else, and a miss, lists the sets."""
+    env = shipper_env
+    (env.src / "f").write_text("x")
+    env.run("init", check=True)
+    set_id = json.loads(env.run("snapshot", "--json", check=True).stdout)["set_id"]
+    for ref in ("latest", set_id[:8]):
+        done = env.run("restore", ref, "--target", str(tmp_path / ref), check=True)
+        assert f"restored set {set_id}" in done.stdout
+        assert (tmp_path / ref / str(env.src)[1:] / "f").read_text() == "x"
+    unknown = env.run("restore", "20991231T000000Z", "--target", str(tmp_path / "u"))
+    assert unknown.returncode == 1 and "no set '20991231T000000Z'" in unknown.stderr
