@@ -233,19 +233,27 @@
         if (standby) fill($("overview-standby"), typeof standby === "object" ? genericRows(standby) : [["State", standby]]);
     }
 
-    function renderChart(sets) {
-        var box = clear($("overview-chart"));
+    // One bar per set (the newest 30, oldest first): its value against the largest one.
+    function renderBars(box, sets, value, label) {
+        clear(box);
         var recent = sets.slice(0, 30).reverse();
         if (!recent.length) {
             box.textContent = "no sets yet";
             return;
         }
-        var max = Math.max.apply(null, recent.map(function (s) { return s.bytes_added || 0 })) || 1;
+        var max = Math.max.apply(null, recent.map(function (s) { return value(s) || 0 })) || 1;
         recent.forEach(function (s) {
-            var bar = el("div", { cls: "bar bar-" + s.status, title: s.id + ": " + bytes(s.bytes_added) + " added, " + s.status });
-            bar.style.height = Math.max(2, Math.round(100 * (s.bytes_added || 0) / max)) + "%";
+            var bar = el("div", { cls: "bar bar-" + s.status, title: s.id + ": " + label(s) + ", " + s.status });
+            bar.style.height = Math.max(2, Math.round(100 * (value(s) || 0) / max)) + "%";
             box.appendChild(bar);
         });
+    }
+
+    function renderChart(sets) {
+        renderBars($("overview-chart"), sets, function (s) { return s.bytes_added },
+                   function (s) { return bytes(s.bytes_added) + " added" });
+        renderBars($("overview-durations"), sets, function (s) { return s.duration },
+                   function (s) { return typeof s.duration === "number" ? duration(s.duration) + " to take" : "duration unknown" });
     }
 
     function loadOverview() {

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
 
 from shipper.core.errors import NotFound
-from shipper.core.restic import Snapshot
+from shipper.core.restic import Snapshot, parse_time
 
 SET_TAG = "shipper-set"
 PART_TAG = "shipper-part"
@@ -110,12 +110,26 @@ class SnapshotSet:
     def host(self) -> str:
         return self.snapshots[0].hostname if self.snapshots else ""
 
+    @property
+    def duration(self) -> Optional[float]:
+        """Seconds from the set's start (its id) to the end of its last restic backup, as
+        restic's snapshot summaries say; None for snapshots without a summary."""
+        ends = [
+            parse_time(s.summary["backup_end"])
+            for s in self.snapshots
+            if s.summary.get("backup_end")
+        ]
+        if not ends:
+            return None
+        return round(max((max(ends) - self.time).total_seconds(), 0.0), 1)
+
     def to_json(self) -> Dict[str, object]:
         carrier = self.manifest_snapshot
         return {
             "id": self.id,
             "time": self.time.isoformat(),
             "status": self.status,
+            "duration": self.duration,
             "host": self.host,
             "bytes_added": self.bytes_added,
             "vanished": self.vanished,

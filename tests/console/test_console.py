@@ -124,6 +124,9 @@ def test_overview_sets_settings_and_a_spare_that_goes_stale(
     assert "(OK)" in page.inner_text("#overview-age")
     assert "2 (2 complete)" in page.inner_text("#overview-repo")
     page.wait_for_selector("#overview-chart .bar >> nth=1")
+    page.wait_for_selector("#overview-durations .bar >> nth=1")
+    took = page.locator("#overview-durations .bar").first.get_attribute("title") or ""
+    assert re.search(r": \d+s to take, complete$", took), took  # restic's own backup_end
     console.screenshot(page, "overview.png")
 
     # Sets: the list, a manifest, the diff, a restore of the older set checked on disk.

@@ -7,7 +7,7 @@ import json
 
 from shipper.core import manifest, sets
 from shipper.core.manifest import Manifest, Part
-from shipper.core.restic import Snapshot
+from shipper.core.restic import Snapshot, parse_time
 
 DOCUMENT = {
     "format": 1,
@@ -120,3 +120,23 @@ def test_digests_and_own_file() -> None:
     assert typed.own_file() == "/var/lib/shipper/set/" + sets.MANIFEST_FILENAME
     assert typed.files_stored()
     assert Part.from_json({"name": "x"}).outcome == "?"
+
+
+def test_a_sets_duration_runs_from_its_id_to_restics_last_backup_end() -> None:
+    def snap(name: str, end: str) -> Snapshot:
+        return Snapshot(
+            id=name * 8,
+            short_id=name * 8,
+            time=parse_time("2026-11-25T16:30:00Z"),
+            hostname="m",
+            paths=("/srv",),
+            tags=("shipper-set:20261125T163000Z",),
+            summary={"backup_end": end} if end else {},
+        )
+
+    taken = sets.SnapshotSet("20261125T163000Z", [snap("a", "2026-11-25T16:30:04.5Z")])
+    assert taken.duration == 4.5
+    taken.snapshots.append(snap("b", "2026-11-25T16:30:12.250000001Z"))
+    assert taken.duration == 12.2
+    assert sets.SnapshotSet("20261125T163000Z", [snap("c", "")]).duration is None
+    assert taken.to_json()["duration"] == 12.2
