@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipper.commands.context import Context
+from shipper.commands.context import Context, add_destination_argument
 from shipper.core import sets
 from shipper.core.progress import Progress
 from shipper.slave import restore
@@ -16,6 +16,7 @@ DESCRIPTION = (
 
 
 def register(p: Any, name: str) -> None:
+    add_destination_argument(p)
     p.description = DESCRIPTION
     p.add_argument("set", metavar="SET")
     p.add_argument("--target", required=True, metavar="DIR")

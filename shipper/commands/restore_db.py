@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shipper.commands.context import Context
+from shipper.commands.context import Context, add_destination_argument
 from shipper.core import sets
 from shipper.slave import restore
 
@@ -16,6 +16,7 @@ DESCRIPTION = (
 
 
 def register(p: Any, name: str) -> None:
+    add_destination_argument(p)
     p.description = DESCRIPTION
     p.add_argument("set", metavar="SET", help="a set id, or latest")
     p.add_argument("part", metavar="ENGINE:DB")

@@ -1,0 +1,93 @@
+"""Destinations against real parts: rest-server as the slave, SeaweedFS as the S3 store.
+
+A set goes to the slave (repository) and is copied whole to the bucket; a
+bucket that is down is caught up on the next run; a bare machine that knows
+only the bucket restores the files byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+from tests.seaweed import SeaweedFS
+from tests.shipperenv import ShipperEnv, free_port, tree_digest, write_secret
+
+
+def offsite(store: SeaweedFS, folder: Path, bucket: str, endpoint: str = "") -> Dict[str, Any]:
+    return {
+        "name": "offsite",
+        "kind": "s3",
+        "endpoint": endpoint or store.endpoint,
+        "bucket": bucket,
+        "region": "us-east-1",
+        **store.credential_files(folder),
+    }
+
+
+def set_ids(env: ShipperEnv, destination: str = "primary") -> List[str]:
+    result = env.run("sets", "--json", "--destination", destination, check=True)
+    return [s["id"] for s in json.loads(result.stdout) if s["status"] == "complete"]
+
+
+def test_set_reaches_slave_and_bucket_and_a_bare_machine_restores_it(
+    shipper_env: ShipperEnv, rest_server: Any, seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    env = shipper_env
+    env.make_dataset(files=60, mib=2)
+    bucket = seaweedfs.new_bucket()
+    env.write_config(
+        repository={"url": rest_server.url + "master/"},
+        destinations=[offsite(seaweedfs, env.base / "creds", bucket)],
+    )
+    assert env.run("init").returncode == 0
+    started = time.monotonic()
+    first = env.run("snapshot", check=True)
+    assert "destination offsite: 1 sets copied" in first.stdout, first.stdout
+    print(f"set to slave + bucket: {time.monotonic() - started:.1f}s")
+    assert set_ids(env, "offsite") == set_ids(env) and len(set_ids(env)) == 1
+
+    # The bare machine: a fresh config and state that know only the bucket and the password.
+    bare = tmp_path / "bare"
+    bare_env = ShipperEnv(bare)
+    bare_env.write_config(
+        repository={"url": str(bare / "no-such-repo"), "password_file": str(env.password_file)},
+        destinations=[offsite(seaweedfs, bare / "creds", bucket)],
+    )
+    target = bare / "restored"
+    restored = bare_env.run(
+        "restore", "latest", "--destination", "offsite", "--target", str(target)
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert tree_digest(target / env.src.relative_to("/")) == tree_digest(env.src)
+
+
+def test_bucket_down_for_a_run_is_caught_up(
+    shipper_env: ShipperEnv, rest_server: Any, seaweedfs: SeaweedFS
+) -> None:
+    env = shipper_env
+    env.make_dataset(files=30, mib=1)
+    bucket = seaweedfs.new_bucket()
+    creds = env.base / "creds"
+    down = offsite(seaweedfs, creds, bucket, endpoint=f"http://127.0.0.1:{free_port()}")
+    env.write_config(repository={"url": rest_server.url + "master/"}, destinations=[down])
+    assert env.run("init").returncode == 0
+    missed = env.run("snapshot")
+    assert missed.returncode == 0, missed.stderr
+    assert "destination offsite: not copied: cannot reach the object store" in missed.stderr
+    assert "\n" not in missed.stderr.strip().split("destination offsite")[1]
+
+    env.write_config(destinations=[offsite(seaweedfs, creds, bucket)])
+    env.mutate_dataset()
+    back = env.run("snapshot", check=True)
+    assert "destination offsite: 2 sets copied" in back.stdout, back.stdout
+    assert set_ids(env, "offsite") == set_ids(env) and len(set_ids(env)) == 2
+
+
+def test_unknown_destination_is_one_line(shipper_env: ShipperEnv) -> None:
+    write_secret(shipper_env.base / "x")
+    result = shipper_env.run("sets", "--destination", "nowhere")
+    assert result.returncode != 0
+    assert "no destination named 'nowhere'" in result.stderr
