@@ -78,12 +78,20 @@ def test_bucket_down_for_a_run_is_caught_up(
     assert missed.returncode == 0, missed.stderr
     assert "destination offsite: not copied: cannot reach the object store" in missed.stderr
     assert "\n" not in missed.stderr.strip().split("destination offsite")[1]
+    stale = json.loads(env.run("status", "--json").stdout)
+    assert any("destination offsite: cannot reach" in p["text"] for p in stale["problems"])
 
     env.write_config(destinations=[offsite(seaweedfs, creds, bucket)])
     env.mutate_dataset()
     back = env.run("snapshot", check=True)
     assert "destination offsite: 2 sets copied" in back.stdout, back.stdout
     assert set_ids(env, "offsite") == set_ids(env) and len(set_ids(env)) == 2
+    shown = env.run("status")
+    assert "age_offsite=" in shown.stdout.splitlines()[0], shown.stdout
+    views = json.loads(env.run("status", "--json").stdout)["destinations"]
+    assert [(v["name"], v["newest"], v["error"]) for v in views] == [
+        ("offsite", set_ids(env)[0], None)
+    ]
 
 
 def test_unknown_destination_is_one_line(shipper_env: ShipperEnv) -> None:
