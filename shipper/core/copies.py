@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 from shipper.core import destinations, sets
 from shipper.core.destinations import Destination
 from shipper.core.errors import ShipperError
-from shipper.core.restic import Restic, ResticError
+from shipper.core.restic import RepositoryMissing, Restic, ResticError
 
 
 @dataclass
@@ -67,9 +67,7 @@ def copy_to(
         if why:
             raise ShipperError(why)
         target = Restic(dest.repository(), cache_dir=str(cfg.state / "cache"))
-        if not target.exists():
-            target.init_copying(source.repository)
-        missing = missing_sets(available, whole_sets(target), dest.entry.catch_up)
+        missing = missing_sets(available, _sets_there(target, source), dest.entry.catch_up)
         if missing:
             carriers = [s.manifest_snapshot for s in missing]
             parts = [snap for s in missing for snap in s.snapshots if snap not in carriers]
@@ -81,6 +79,15 @@ def copy_to(
         result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     result.seconds = time.monotonic() - started
     return result
+
+
+def _sets_there(target: Restic, source: Restic) -> List[sets.SnapshotSet]:
+    """The destination's whole sets; a new destination is created with the source's chunker."""
+    try:
+        return whole_sets(target)
+    except RepositoryMissing:
+        target.init_copying(source.repository)
+        return []
 
 
 def missing_sets(

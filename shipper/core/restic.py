@@ -440,10 +440,13 @@ class Restic:
         if running.gave_up and is_certificate_error(running.gave_up):
             return self._certificate_error(running.gave_up, detail)
         if running.gave_up:
+            advice = self.repository.unreachable_advice or (
+                "check that the slave is up, its receiver runs (`shipper status` on the slave) "
+                "and the network between them"
+            )
             return Unreachable(
-                f"cannot reach the receiver at {where}: no answer for "
-                f"{self.repository.network_timeout}s ({_last_line(running.gave_up)}); check that the "
-                "slave is up, its receiver runs (`shipper status` on the slave) and the network between them",
+                f"cannot reach the {self.repository.what} at {where}: no answer for "
+                f"{self.repository.network_timeout}s ({_last_line(running.gave_up)}); {advice}",
                 detail,
             )
         if code == 10:
@@ -471,9 +474,11 @@ class Restic:
         if is_certificate_error(detail):
             return self._certificate_error(detail, detail)
         if any(s in lowered for s in _UNREACHABLE_HINTS):
+            advice = self.repository.unreachable_advice or (
+                "check that the slave is up and its receiver runs (`shipper status` on the slave)"
+            )
             return Unreachable(
-                f"cannot reach the receiver at {where}: {_last_line(detail)}; check that the slave "
-                "is up and its receiver runs (`shipper status` on the slave)",
+                f"cannot reach the {self.repository.what} at {where}: {_last_line(detail)}; {advice}",
                 detail,
             )
         if "wrong password" in lowered or "no key found" in lowered:

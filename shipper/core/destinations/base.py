@@ -25,6 +25,8 @@ class Repository:
     # child only (S3 credentials), never onto a command line or into shipper's environment.
     secret_env_files: Tuple[Tuple[str, str], ...] = ()
     options: Tuple[str, ...] = ()  # restic -o settings (not secrets)
+    what: str = "receiver"  # for error texts: "cannot reach the <what> at ..."
+    unreachable_advice: str = ""  # what to do then; empty: the slave's receiver advice
 
     def secret_env(self) -> Dict[str, str]:
         return {name: read_secret(path) for name, path in self.secret_env_files}

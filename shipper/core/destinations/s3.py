@@ -13,6 +13,8 @@ from typing import List, Optional
 from shipper.core.destinations.base import Destination, Repository
 from shipper.core.destinations.rest import port_answers
 
+DEFAULT_REGION = "us-east-1"
+
 
 class S3Bucket(Destination):
     kind = "s3"
@@ -34,7 +36,11 @@ class S3Bucket(Destination):
             lock_wait=repo.lock_wait,
             network_timeout=repo.network_timeout,
             secret_env_files=env,
-            options=(f"s3.region={entry.region}",) if entry.region else (),
+            what="object store",
+            unreachable_advice=f"check the store, the bucket and destinations.{self.name} in the config",
+            # Without a region restic asks the store for the bucket's location first, and a
+            # missing bucket then reads as a network error retried for network_timeout.
+            options=(f"s3.region={entry.region or DEFAULT_REGION}",),
         )
 
     def probe(self) -> Optional[str]:
