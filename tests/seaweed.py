@@ -55,6 +55,8 @@ class SeaweedFS:
             *("-ip.bind", "127.0.0.1", "-volume.max", "0", "-filer", "-s3"),
             *("-s3.config", str(self._s3_config()), "-master.volumeSizeLimitMB", "64"),
             "-master.telemetry=false",
+            # Extra listeners on fixed default ports: two sessions side by side (xdist) collide.
+            *("-s3.port.iceberg", "0", "-s3.port.lance", "0"),
             *ports,
         ]
 

@@ -99,3 +99,21 @@ def test_unknown_destination_is_one_line(shipper_env: ShipperEnv) -> None:
     result = shipper_env.run("sets", "--destination", "nowhere")
     assert result.returncode != 0
     assert "no destination named 'nowhere'" in result.stderr
+
+
+def test_a_slave_pulls_sets_to_the_bucket_from_its_local_copy(
+    shipper_env: ShipperEnv, seaweedfs: SeaweedFS
+) -> None:
+    env = shipper_env
+    env.make_dataset(files=10, mib=1)
+    env.run("init", check=True)
+    env.run("snapshot", check=True)
+    bucket = seaweedfs.new_bucket()
+    env.write_config(
+        role="slave",
+        repository={"local_path": str(env.repo)},
+        destinations=[offsite(seaweedfs, env.base / "creds", bucket)],
+    )
+    pulled = env.run("copy")
+    assert pulled.returncode == 0 and "1 sets copied" in pulled.stdout, pulled.stderr
+    assert set_ids(env, "offsite") == set_ids(env)
