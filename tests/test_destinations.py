@@ -117,3 +117,17 @@ def test_a_slave_pulls_sets_to_the_bucket_from_its_local_copy(
     pulled = env.run("copy")
     assert pulled.returncode == 0 and "1 sets copied" in pulled.stdout, pulled.stderr
     assert set_ids(env, "offsite") == set_ids(env)
+
+
+def test_wrong_s3_credentials_are_one_line_without_the_secret(
+    shipper_env: ShipperEnv, seaweedfs: SeaweedFS
+) -> None:
+    env = shipper_env
+    wrong = offsite(seaweedfs, env.base / "creds", seaweedfs.new_bucket())
+    write_secret(Path(wrong["secret_access_key_file"]), "not-the-secret-4711")
+    env.write_config(destinations=[wrong])
+    result = env.run("sets", "--destination", "offsite", timeout=120)
+    assert result.returncode == 1, result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "object store at s3:" in result.stderr and "refused the credentials" in result.stderr
+    assert "not-the-secret-4711" not in result.stdout + result.stderr

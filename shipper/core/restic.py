@@ -492,6 +492,12 @@ class Restic:
                 "check repository.rest_user and rest_password_file",
                 detail,
             )
+        if "access denied" in lowered or "signaturedoesnotmatch" in lowered:
+            return ResticError(
+                f"the {self.repository.what} at {where} refused the credentials "
+                f"({_last_line(detail)}); {self.repository.unreachable_advice or 'check them'}",
+                detail,
+            )
         return ResticError(f"restic {command} failed (exit {code}): {_last_line(detail)}", detail)
 
     def _certificate_error(self, text: str, detail: str) -> CertificateRejected:

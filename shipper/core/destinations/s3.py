@@ -37,7 +37,7 @@ class S3Bucket(Destination):
             network_timeout=repo.network_timeout,
             secret_env_files=env,
             what="object store",
-            unreachable_advice=f"check the store, the bucket and destinations.{self.name} in the config",
+            unreachable_advice=f"check the store, the bucket and destinations.{self.name} (endpoint, key files)",
             # Without a region restic asks the store for the bucket's location first, and a
             # missing bucket then reads as a network error retried for network_timeout.
             options=(f"s3.region={entry.region or DEFAULT_REGION}",),
