@@ -9,6 +9,7 @@ SIGTERM, so stop() kills it after a grace period.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -110,6 +111,38 @@ class SeaweedFS:
     def new_bucket(self) -> str:
         """A fresh bucket name; restic init creates it on first use."""
         return f"shipper-{uuid.uuid4().hex[:12]}"
+
+    def _aws(self, *args: str) -> Optional[subprocess.CompletedProcess]:
+        """The aws CLI (s3api) against this store as the test identity; None without it."""
+        if shutil.which("aws") is None:
+            return None
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+        env["AWS_DEFAULT_REGION"] = "us-east-1"
+        cmd = ["aws", "--endpoint-url", self.endpoint, "s3api", *args]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
+
+    def create_locked_bucket(self, bucket: str, days: int) -> bool:
+        """A bucket with Object Lock and default COMPLIANCE retention of `days`."""
+        if (
+            self._aws("create-bucket", "--bucket", bucket, "--object-lock-enabled-for-bucket")
+            is None
+        ):
+            return False
+        rule = {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}}
+        config = json.dumps({"ObjectLockEnabled": "Enabled", "Rule": rule})
+        self._aws(
+            "put-object-lock-configuration",
+            "--bucket",
+            bucket,
+            "--object-lock-configuration",
+            config,
+        )
+        return True
+
+    def object_versions(self, bucket: str) -> int:
+        """How many object versions (not delete markers) the bucket holds."""
+        listed = self._aws("list-object-versions", "--bucket", bucket)
+        return len(json.loads(listed.stdout or "{}").get("Versions", [])) if listed else 0
 
     def credential_files(self, folder: Path) -> Dict[str, str]:
         """The access key id and secret as root-only files, as the config names them."""

@@ -8,12 +8,15 @@ only the bucket restores the files byte for byte.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from tests.seaweed import SeaweedFS
-from tests.shipperenv import ShipperEnv, free_port, tree_digest, write_secret
+import pytest
+
+from tests.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS
+from tests.shipperenv import TOOLS, ShipperEnv, free_port, tree_digest, write_secret
 
 
 def offsite(store: SeaweedFS, folder: Path, bucket: str, endpoint: str = "") -> Dict[str, Any]:
@@ -131,3 +134,35 @@ def test_wrong_s3_credentials_are_one_line_without_the_secret(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "object store at s3:" in result.stderr and "refused the credentials" in result.stderr
     assert "not-the-secret-4711" not in result.stdout + result.stderr
+
+
+def test_a_set_copied_into_an_object_locked_bucket_survives_forget_and_prune(
+    shipper_env: ShipperEnv, rest_server: Any, seaweedfs: SeaweedFS
+) -> None:
+    """Immutability comes from the bucket's default COMPLIANCE retention, not from restic."""
+    env = shipper_env
+    bucket = seaweedfs.new_bucket()
+    if not seaweedfs.create_locked_bucket(bucket, days=1):
+        pytest.skip("the aws CLI is not installed (it creates the locked bucket)")
+    env.make_dataset(files=10, mib=1)
+    env.write_config(
+        repository={"url": rest_server.url + "master/"},
+        destinations=[offsite(seaweedfs, env.base / "creds", bucket)],
+    )
+    env.run("init", check=True)
+    env.run("snapshot", check=True)
+    before = seaweedfs.object_versions(bucket)
+    repo = f"s3:{seaweedfs.endpoint}/{bucket}"
+    plain = {**env.env(), "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    base = [str(TOOLS / "restic"), "-r", repo, "--password-file", str(env.password_file)]
+    listed = subprocess.run(
+        [*base, "snapshots", "--json"], env=plain, capture_output=True, timeout=60
+    )
+    ids = [snap["id"] for snap in json.loads(listed.stdout)]
+    forgot = subprocess.run(
+        [*base, "forget", "--prune", *ids], env=plain, capture_output=True, timeout=120
+    )
+    assert ids and forgot.returncode == 0, forgot.stderr
+    assert before > 0 and seaweedfs.object_versions(bucket) >= before, (
+        "a locked version disappeared"
+    )
