@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from shipper.core import destinations, sets
 from shipper.core.destinations import Destination
@@ -69,11 +69,10 @@ def copy_to(
         target = Restic(dest.repository(), cache_dir=str(cfg.state / "cache"))
         missing = missing_sets(available, _sets_there(target, source), dest.entry.catch_up)
         if missing:
-            carriers = [s.manifest_snapshot for s in missing]
-            parts = [snap for s in missing for snap in s.snapshots if snap not in carriers]
+            parts, carriers = split_carriers(missing)
             if parts:
-                target.copy(source.repository, [snap.id for snap in parts])
-            target.copy(source.repository, [snap.id for snap in carriers if snap])
+                target.copy(source.repository, parts)
+            target.copy(source.repository, carriers)
         result.copied = [s.id for s in reversed(missing)]
     except (ResticError, ShipperError, OSError) as exc:
         result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -88,6 +87,15 @@ def _sets_there(target: Restic, source: Restic) -> List[sets.SnapshotSet]:
     except RepositoryMissing:
         target.init_copying(source.repository)
         return []
+
+
+def split_carriers(missing: List[sets.SnapshotSet]) -> Tuple[List[str], List[str]]:
+    """Snapshot ids: the data parts, then every snapshot carrying a manifest (an amended
+    set has several; any one of them makes the set visible, so all go last)."""
+    manifest_tag = f"{sets.PART_TAG}:{sets.MANIFEST_PART}"
+    snaps = [snap for s in missing for snap in s.snapshots]
+    carriers = [snap.id for snap in snaps if manifest_tag in snap.tags]
+    return [snap.id for snap in snaps if snap.id not in carriers], carriers
 
 
 def missing_sets(

@@ -91,3 +91,19 @@ def test_destination_problems_name_file_line_and_key(make_config) -> None:
     problems = caught.value.problems
     assert any("unit.yml:" in p and "a s3 destination needs bucket" in p for p in problems)
     assert any("name 'offsite' is used twice" in p for p in problems)
+
+
+def test_every_manifest_carrier_is_copied_after_every_part() -> None:
+    import datetime as dt
+
+    from shipper.core import copies, sets
+    from shipper.core.restic import Snapshot
+
+    def snap(sid: str, *parts: str) -> Snapshot:
+        tags = ("shipper-set:20261203T120000Z", *(f"shipper-part:{p}" for p in parts))
+        return Snapshot(sid, sid, dt.datetime(2026, 12, 3), "h", (), tags, {})
+
+    amended = sets.group(
+        [snap("a", "files", "manifest"), snap("b", "mariadb:app"), snap("c", "manifest")]
+    )
+    assert copies.split_carriers(amended) == (["b"], ["a", "c"])
