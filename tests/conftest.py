@@ -1,1 +1,7 @@
-pytest_plugins = ["tests.shipperenv", "tests.netns", "tests.dbservers", "tests.sinks"]
+pytest_plugins = [
+    "tests.shipperenv",
+    "tests.netns",
+    "tests.dbservers",
+    "tests.sinks",
+    "tests.seaweed",
+]

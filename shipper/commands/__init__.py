@@ -17,6 +17,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "init": ("init", "create the repository if it does not exist"),
     "snapshot": ("snapshot", "take one snapshot set now (files, databases, settings)"),
     "sets": ("sets", "list snapshot sets, newest first"),
+    "copy": ("copy", "copy whole sets the other destinations lack (on a slave: pull offsite)"),
     "restore": ("restore", "restore a set's files under a folder (full original paths kept)"),
     "unlock": ("unlock", "remove stale restic locks (never the locks of a live process)"),
     "config": ("config", "validate or generate the configuration"),

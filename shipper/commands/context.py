@@ -69,8 +69,9 @@ class Context:
         return self._cfg
 
     def restic(self, progress: Optional[Progress] = None, remote: bool = False) -> Restic:
-        """The repository; a slave reads its local copy unless `remote`."""
-        return Restic.for_config(self.cfg, progress=progress, remote=remote)
+        """The repository (or `--destination NAME`); a slave reads its local copy unless `remote`."""
+        name = getattr(self.args, "destination", None)
+        return Restic.for_config(self.cfg, progress=progress, remote=remote, destination=name)
 
     def sets(self) -> List[sets.SnapshotSet]:
         return sets.group(self.restic().snapshots())
@@ -84,3 +85,12 @@ def confirm(yes: bool, what: str) -> None:
     answer = input(f"{what}? type yes to go on: ")
     if answer.strip().lower() != "yes":
         raise ShipperError("not confirmed: nothing was changed")
+
+
+def add_destination_argument(p: Any) -> None:
+    """`--destination NAME`: read the sets of that configured destination instead of `repository`."""
+    p.add_argument(
+        "--destination",
+        metavar="NAME",
+        help="a destination from the config's `destinations` (default: repository)",
+    )

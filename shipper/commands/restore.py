@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Dict, Tuple, TypeVar
 
-from shipper.commands.context import Context
+from shipper.commands.context import Context, add_destination_argument
 from shipper.core import sets
 from shipper.core.progress import Progress
 from shipper.core.restic import NoSnapshotFound, Restic
@@ -20,6 +20,7 @@ DESCRIPTION = (
 
 
 def register(p: Any, name: str) -> None:
+    add_destination_argument(p)
     p.description = DESCRIPTION
     p.add_argument("set", metavar="SET")
     p.add_argument("--target", required=True, metavar="DIR")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from shipper.commands.context import Context
+from shipper.commands.context import Context, add_destination_argument
 from shipper.core import sets
 from shipper.slave import restore, restore_db
 from shipper.slave.restore_db import Load
@@ -18,6 +18,7 @@ DESCRIPTION = (
 
 
 def register(p: Any, name: str) -> None:
+    add_destination_argument(p)
     p.description = DESCRIPTION
     p.add_argument("set", metavar="SET", help="a set id, or latest")
     p.add_argument("part", metavar="ENGINE:DB", nargs="?", help="one database (default: all)")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, List
 
-from shipper.commands.context import Context
+from shipper.commands.context import Context, add_destination_argument
 from shipper.core import sets
 from shipper.core.progress import human_bytes
 
 
 def register(p: Any, name: str) -> None:
+    add_destination_argument(p)
     p.add_argument("--json", action="store_true", help="print the sets as JSON")
     p.set_defaults(run=run)
 

@@ -6,7 +6,7 @@ from typing import Any, List
 
 from shipper import notify
 from shipper.commands.context import EXIT_PARTIAL, Context
-from shipper.core import sets
+from shipper.core import copies, sets
 from shipper.core.errors import ShipperError
 from shipper.core.progress import Progress, human_bytes
 from shipper.master import snapshot
@@ -36,7 +36,12 @@ def run(ctx: Context) -> int:
         taken.result = snapshot.take(cfg, ctx.restic(progress), announce=progress.start)
     result = taken.result
     progress.finish()
-    ctx.out.result(result.to_json(), [summary_line(result), *vanished_lines(result)])
+    copied = copies.copy_all(cfg, ctx.restic()) if result.status != sets.INCOMPLETE else []
+    data = {**result.to_json(), "destinations": [c.to_json() for c in copied]}
+    lines = [summary_line(result), *vanished_lines(result)]
+    ctx.out.result(data, lines + [c.line() for c in copied if not c.error])
+    for failed in (c for c in copied if c.error):
+        ctx.out.problem(failed.line())
     for problem in problems(result):
         ctx.out.problem(problem)
     return 0 if result.status == sets.COMPLETE else EXIT_PARTIAL

@@ -57,6 +57,26 @@ class Repository:
 
 
 @dataclass(frozen=True)
+class DestinationConfig:
+    name: str
+    kind: str
+    url: Optional[str] = None
+    cacert: Optional[str] = None
+    rest_user: Optional[str] = None
+    rest_password_file: Optional[str] = None
+    endpoint: Optional[str] = None
+    bucket: Optional[str] = None
+    region: Optional[str] = None
+    access_key_id_file: Optional[str] = None
+    secret_access_key_file: Optional[str] = None
+    catch_up: Optional[int] = None
+
+    def secret_files(self) -> List[Tuple[str, str]]:
+        keys = ("rest_password_file", "access_key_id_file", "secret_access_key_file")
+        return [(key, getattr(self, key)) for key in keys if getattr(self, key)]
+
+
+@dataclass(frozen=True)
 class MariaDBServer:
     socket: Optional[str]
     host: Optional[str]
@@ -161,6 +181,7 @@ class Config:
     check: Check
     notify: Notify
     source: str = "<defaults>"
+    destinations: List[DestinationConfig] = dataclasses.field(default_factory=list)
 
     @property
     def hostname(self) -> str:
@@ -347,6 +368,30 @@ def _semantic_problems(data: Dict[str, Any], root, source: str) -> List[str]:
         node = _node_at(root, ["schedule"])
         problems.append(f"{source}{_line(node)}: schedule: {schedule!r} never fires")
     problems += _dump_option_problems(data, root, source)
+    problems += _destination_problems(data, root, source)
+    return problems
+
+
+# What each destination kind needs besides name and kind.
+DESTINATION_KEYS = {
+    "slave": ["url"],
+    "local": ["url"],
+    "s3": ["endpoint", "bucket", "access_key_id_file", "secret_access_key_file"],
+}
+
+
+def _destination_problems(data: Dict[str, Any], root, source: str) -> List[str]:
+    problems, seen = [], {"primary"}
+    for index, entry in enumerate(data.get("destinations") or []):
+        where = f"{source}{_line(_node_at(root, ['destinations', index]))}: destinations[{index}]"
+        for key in DESTINATION_KEYS.get(entry.get("kind"), []):
+            if not entry.get(key):
+                problems.append(f"{where}: a {entry['kind']} destination needs {key}")
+        if entry.get("name") in seen:
+            problems.append(
+                f"{where}: name {entry.get('name')!r} is used twice (primary is the repository)"
+            )
+        seen.add(entry.get("name"))
     return problems
 
 
@@ -540,6 +585,11 @@ def secret_problems(cfg: Config) -> List[str]:
     ):
         if path:
             problems.extend(check_secret_file(path, f"{cfg.source}: {key}"))
+    for dest in cfg.destinations:
+        for key, path in dest.secret_files():
+            problems.extend(
+                check_secret_file(path, f"{cfg.source}: destinations.{dest.name}.{key}")
+            )
     return problems
 
 

@@ -311,7 +311,11 @@ class Restic:
 
     @classmethod
     def for_config(
-        cls, cfg: Any, progress: Optional[ProgressCallback] = None, remote: bool = False
+        cls,
+        cfg: Any,
+        progress: Optional[ProgressCallback] = None,
+        remote: bool = False,
+        destination: Optional[str] = None,
     ) -> Restic:
         """The configured repository; a slave reads its local copy unless `remote`.
 
@@ -320,7 +324,7 @@ class Restic:
         problems = secret_problems(cfg)
         if problems:
             raise ShipperError("\n".join(problems))
-        repository = destinations.for_config(cfg, remote).repository()
+        repository = destinations.named(cfg, destination, remote).repository()
         return cls(repository, progress=progress, cache_dir=str(cfg.state / "cache"))
 
     # ------------------------------------------------------------ plumbing
@@ -350,6 +354,8 @@ class Restic:
             args += ["--repository-file", f"/proc/self/fd/{repo_fd}"]
         if self.repository.cacert:
             args += ["--cacert", self.repository.cacert]
+        for option in self.repository.options:
+            args += ["-o", option]
         return args
 
     @contextlib.contextmanager
@@ -360,32 +366,36 @@ class Restic:
         stdout: Any = subprocess.PIPE,
         locking: bool = True,
         env: Optional[Dict[str, str]] = None,
+        source: Optional[Repository] = None,
     ) -> Iterator[_RunningRestic]:
-        """Start restic; the repository location goes through a pipe when it holds a secret."""
+        """Start restic; a repository location goes through a pipe when it holds a secret.
+
+        `source` is the repository `restic copy` reads from (--from-repo).
+        """
         self._check_version()
-        location = self.repository.location()
-        read_fd = write_fd = None
-        if location != self.repository.url:
-            read_fd, write_fd = os.pipe()
-            os.write(write_fd, location.encode() + b"\n")
-            os.close(write_fd)
+        read_fd = _location_pipe(self.repository)
         argv = self._global_args(read_fd)
+        fds = [read_fd]
+        if source is not None:
+            fds.append(_location_pipe(source))
+            argv += _from_args(source, fds[-1])
         if locking and self.repository.lock_wait:
             argv += ["--retry-lock", f"{self.repository.lock_wait}s"]
         argv += ["--stuck-request-timeout", f"{self.repository.network_timeout}s"]
         argv += list(args)
+        passed = tuple(fd for fd in fds if fd is not None)
         try:
             popen = process.spawn(
                 [self._executable(), *argv],
-                env={**self._env(), **(env or {})},
+                env={**self._env(), **(env or {}), **self.repository.secret_env()},
                 stdin=stdin,
                 stdout=stdout,
                 stderr=subprocess.PIPE,
-                pass_fds=(read_fd,) if read_fd is not None else (),
+                pass_fds=passed,
             )
         finally:
-            if read_fd is not None:
-                os.close(read_fd)
+            for fd in passed:
+                os.close(fd)
         self.processes_started += 1
         running = _RunningRestic(argv, popen, self.progress, self.repository.network_timeout)
         try:
@@ -434,10 +444,13 @@ class Restic:
         if running.gave_up and is_certificate_error(running.gave_up):
             return self._certificate_error(running.gave_up, detail)
         if running.gave_up:
+            advice = self.repository.unreachable_advice or (
+                "check that the slave is up, its receiver runs (`shipper status` on the slave) "
+                "and the network between them"
+            )
             return Unreachable(
-                f"cannot reach the receiver at {where}: no answer for "
-                f"{self.repository.network_timeout}s ({_last_line(running.gave_up)}); check that the "
-                "slave is up, its receiver runs (`shipper status` on the slave) and the network between them",
+                f"cannot reach the {self.repository.what} at {where}: no answer for "
+                f"{self.repository.network_timeout}s ({_last_line(running.gave_up)}); {advice}",
                 detail,
             )
         if code == 10:
@@ -465,9 +478,11 @@ class Restic:
         if is_certificate_error(detail):
             return self._certificate_error(detail, detail)
         if any(s in lowered for s in _UNREACHABLE_HINTS):
+            advice = self.repository.unreachable_advice or (
+                "check that the slave is up and its receiver runs (`shipper status` on the slave)"
+            )
             return Unreachable(
-                f"cannot reach the receiver at {where}: {_last_line(detail)}; check that the slave "
-                "is up and its receiver runs (`shipper status` on the slave)",
+                f"cannot reach the {self.repository.what} at {where}: {_last_line(detail)}; {advice}",
                 detail,
             )
         if "wrong password" in lowered or "no key found" in lowered:
@@ -481,6 +496,12 @@ class Restic:
             return ResticError(
                 f"the receiver at {where} refused shipper's credentials (HTTP 401): "
                 "check repository.rest_user and rest_password_file",
+                detail,
+            )
+        if "access denied" in lowered or "signaturedoesnotmatch" in lowered:
+            return ResticError(
+                f"the {self.repository.what} at {where} refused the credentials "
+                f"({_last_line(detail)}); {self.repository.unreachable_advice or 'check them'}",
                 detail,
             )
         return ResticError(f"restic {command} failed (exit {code}): {_last_line(detail)}", detail)
@@ -532,6 +553,14 @@ class Restic:
             return False
         self._run(["init"], locking=False)
         return True
+
+    def init_copying(self, source: Repository) -> None:
+        """Create the repository with `source`'s chunker parameters, so copies deduplicate."""
+        self._run(["init", "--copy-chunker-params"], locking=False, source=source)
+
+    def copy(self, source: Repository, snapshot_ids: Sequence[str]) -> None:
+        """Copy these snapshots of `source` here; restic skips ones already copied."""
+        self._run(["copy", *snapshot_ids], source=source)
 
     def snapshots(self, tags: Optional[Sequence[str]] = None) -> List[Snapshot]:
         args = ["snapshots", "--no-lock"]
@@ -824,6 +853,29 @@ _UNREACHABLE_HINTS = (
     "eof",
     "dial tcp",
 )
+
+
+def _location_pipe(repository: Repository) -> Optional[int]:
+    """A pipe holding the location when it has a secret in it (read end), else None."""
+    location = repository.location()
+    if location == repository.url:
+        return None
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, location.encode() + b"\n")
+    os.close(write_fd)
+    return read_fd
+
+
+def _from_args(source: Repository, fd: Optional[int]) -> List[str]:
+    args = ["--from-password-file", source.password_file]
+    if fd is None:
+        args += ["--from-repo", source.url]
+    else:
+        args += ["--from-repository-file", f"/proc/self/fd/{fd}"]
+    if source.cacert:
+        # restic has one --cacert for both ends: the pinned certificate of the source.
+        args += ["--cacert", source.cacert]
+    return args
 
 
 def _stop(popen: subprocess.Popen, grace: float = 10) -> None:

@@ -27,7 +27,7 @@ from shipper.core.config import Config
 from shipper.core.destinations.rest import RECEIVER_UNIT, port_answers
 from shipper.core.progress import human_bytes
 from shipper.core.restic import Restic
-from shipper.notify import standby_view
+from shipper.notify import destination_status, standby_view
 from shipper.notify import state_machine as notify
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -231,7 +231,21 @@ def gather(
         report.data["standby"], problems = standby_view.judge(cfg, view.newest_complete)
         for level, text in problems:
             report.add(level, text)
+    _destinations(cfg, report, current, warn_at, crit_at)
     return report
+
+
+def _destinations(cfg: Config, report: Report, current: float, warn_at: int, crit_at: int) -> None:
+    if not cfg.destinations:
+        return
+    found = destination_status.views(cfg, current, warn_at, crit_at)
+    report.data["destinations"] = [v.to_json() for v in found]
+    levels = {destination_status.WARN: WARNING, destination_status.CRIT: CRITICAL}
+    for view in found:
+        if view.severity:
+            report.add(levels[view.severity], view.problem or view.name)
+    perf = [v.perfdata(warn_at, crit_at) for v in found]
+    report.data["destination_perfdata"] = [p for p in perf if p]
 
 
 def _daemon(cfg: Config, report: Report) -> None:
@@ -400,6 +414,7 @@ def summary_line(report: Report) -> str:
         perf.append(f"sets={repo.get('sets', 0)};;;0")
         if repo.get("size") is not None:
             perf.append(f"size={repo['size']}B;;;0")
+    perf += report.data.get("destination_perfdata", [])
     return f"SHIPPER {report.name}: {text}" + (f" | {' '.join(perf)}" if perf else "")
 
 

@@ -53,3 +53,57 @@ def config_with(make_config, text: str):
 
     state = cfg.state_dir
     return config.parse(text + f"state_dir: {state}\n", "unit.yml")
+
+
+S3 = (
+    "destinations:\n  - name: offsite\n    kind: s3\n    endpoint: https://s3.example.net\n"
+    "    bucket: shipper/master\n    region: eu-1\n"
+    "    access_key_id_file: {folder}/key-id\n    secret_access_key_file: {folder}/secret\n"
+)
+
+
+def test_an_s3_destination_passes_its_keys_by_environment_only(make_config, tmp_path) -> None:
+    (tmp_path / "key-id").write_text("AKIDEXAMPLE\n")
+    (tmp_path / "secret").write_text("very-secret\n")
+    cfg = make_config(S3.format(folder=tmp_path))
+    chosen = destinations.named(cfg, "offsite")
+    repo = chosen.repository()
+    assert repo.url == "s3:https://s3.example.net/shipper/master"
+    assert repo.options == ("s3.region=eu-1",)
+    assert repo.secret_env() == {
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "very-secret",
+    }
+    assert "very-secret" not in repr(repo) and "very-secret" not in repo.location()
+    assert [d.name for d in destinations.copies(cfg)] == ["offsite"]
+    assert destinations.named(cfg, None).name == "primary"
+
+
+def test_destination_problems_name_file_line_and_key(make_config) -> None:
+    import pytest
+
+    from shipper.core import config
+
+    text = "destinations:\n  - name: offsite\n    kind: s3\n    endpoint: http://x\n"
+    text += "  - name: offsite\n    kind: local\n    url: /srv/copy\n"
+    with pytest.raises(config.ConfigError) as caught:
+        make_config(text)
+    problems = caught.value.problems
+    assert any("unit.yml:" in p and "a s3 destination needs bucket" in p for p in problems)
+    assert any("name 'offsite' is used twice" in p for p in problems)
+
+
+def test_every_manifest_carrier_is_copied_after_every_part() -> None:
+    import datetime as dt
+
+    from shipper.core import copies, sets
+    from shipper.core.restic import Snapshot
+
+    def snap(sid: str, *parts: str) -> Snapshot:
+        tags = ("shipper-set:20261203T120000Z", *(f"shipper-part:{p}" for p in parts))
+        return Snapshot(sid, sid, dt.datetime(2026, 12, 3), "h", (), tags, {})
+
+    amended = sets.group(
+        [snap("a", "files", "manifest"), snap("b", "mariadb:app"), snap("c", "manifest")]
+    )
+    assert copies.split_carriers(amended) == (["b"], ["a", "c"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from shipper.core.config import read_secret
 
@@ -21,6 +21,15 @@ class Repository:
     rest_password_file: Optional[str] = None
     lock_wait: int = 120
     network_timeout: int = 180
+    # (environment variable, root-only file): read into the environment of restic's own
+    # child only (S3 credentials), never onto a command line or into shipper's environment.
+    secret_env_files: Tuple[Tuple[str, str], ...] = ()
+    options: Tuple[str, ...] = ()  # restic -o settings (not secrets)
+    what: str = "receiver"  # for error texts: "cannot reach the <what> at ..."
+    unreachable_advice: str = ""  # what to do then; empty: the slave's receiver advice
+
+    def secret_env(self) -> Dict[str, str]:
+        return {name: read_secret(path) for name, path in self.secret_env_files}
 
     def location(self) -> str:
         """The URL with the transport credential in it: a secret."""
@@ -44,9 +53,11 @@ class Destination:
 
     kind = ""
 
-    def __init__(self, cfg: Any, url: str):
+    def __init__(self, cfg: Any, url: str, entry: Any = None):
         self.cfg = cfg
         self.url = url
+        self.entry = entry  # core.config.DestinationConfig; None for `repository`
+        self.name = entry.name if entry is not None else "primary"
 
     def repository(self) -> Repository:
         """The restic repository arguments (URL, password and transport credentials)."""

@@ -11,8 +11,8 @@ from shipper.core.destinations.base import Destination, Repository
 class LocalPath(Destination):
     kind = "local"
 
-    def __init__(self, cfg: Any, url: str, own_copy: bool = False):
-        super().__init__(cfg, url)
+    def __init__(self, cfg: Any, url: str, own_copy: bool = False, entry: Any = None):
+        super().__init__(cfg, url, entry)
         self.own_copy = own_copy  # the slave's local_path: no transport settings apply
 
     def repository(self) -> Repository:
@@ -20,8 +20,8 @@ class LocalPath(Destination):
         return Repository(
             url=self.url,
             password_file=repo.password_file,
-            cacert=None if self.own_copy else repo.cacert,
-            rest_user=None if self.own_copy else repo.rest_user,
+            cacert=None if self.own_copy or self.entry else repo.cacert,
+            rest_user=None if self.own_copy or self.entry else repo.rest_user,
             rest_password_file=repo.rest_password_file,
             lock_wait=repo.lock_wait,
             network_timeout=repo.network_timeout,

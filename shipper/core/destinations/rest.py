@@ -17,12 +17,13 @@ class RestServer(Destination):
 
     def repository(self) -> Repository:
         repo = self.cfg.repository
+        transport = self.entry or repo
         return Repository(
             url=self.url,
             password_file=repo.password_file,
-            cacert=repo.cacert,
-            rest_user=repo.rest_user,
-            rest_password_file=repo.rest_password_file,
+            cacert=transport.cacert,
+            rest_user=transport.rest_user,
+            rest_password_file=transport.rest_password_file,
             lock_wait=repo.lock_wait,
             network_timeout=repo.network_timeout,
         )

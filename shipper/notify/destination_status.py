@@ -1,0 +1,70 @@
+"""Per destination in `status`: the newest complete set there and its age.
+
+One restic process per destination (to list its sets); a destination that
+does not answer is reported, not waited for (its probe takes seconds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from shipper.core import cron, destinations, sets
+from shipper.core.copies import whole_sets
+from shipper.core.restic import Restic, ResticError
+
+WARN, CRIT = "warning", "critical"
+
+
+@dataclass
+class DestinationView:
+    name: str
+    kind: str
+    newest: Optional[str] = None
+    age: Optional[int] = None
+    error: Optional[str] = None
+    severity: Optional[str] = None  # None, WARN or CRIT
+    problem: Optional[str] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        keys = ("name", "kind", "newest", "age", "error")
+        return {key: getattr(self, key) for key in keys}
+
+    def perfdata(self, warn_at: int, crit_at: int) -> Optional[str]:
+        if self.age is None:
+            return None
+        return f"age_{self.name}={self.age}s;{warn_at};{crit_at};0"
+
+
+def views(cfg: Any, current: float, warn_at: int, crit_at: int) -> List[DestinationView]:
+    return [_view(cfg, dest, current, warn_at, crit_at) for dest in destinations.copies(cfg)]
+
+
+def _view(cfg: Any, dest: Any, current: float, warn_at: int, crit_at: int) -> DestinationView:
+    view = DestinationView(dest.name, dest.kind)
+    try:
+        view.error = dest.probe()
+        if view.error is None:
+            found = whole_sets(Restic(dest.repository(), cache_dir=str(cfg.state / "cache")))
+            newest = sets.newest(found)
+            view.newest = newest.id if newest else None
+    except (ResticError, OSError) as exc:
+        view.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    _judge(view, current, warn_at, crit_at)
+    return view
+
+
+def _judge(view: DestinationView, current: float, warn_at: int, crit_at: int) -> None:
+    if view.error:
+        view.severity, view.problem = WARN, f"destination {view.name}: {view.error}"
+        return
+    if view.newest is None:
+        view.severity = CRIT
+        view.problem = f"destination {view.name} has no complete set; the next snapshot copies it"
+        return
+    view.age = round(max(0.0, current - sets.id_time(view.newest).timestamp()))
+    described = f"destination {view.name}: newest complete set {view.newest} is {cron.describe_duration(view.age)} old"
+    if view.age > crit_at:
+        view.severity, view.problem = CRIT, f"{described}, past max_age: it is stale"
+    elif view.age > warn_at:
+        view.severity, view.problem = WARN, described

@@ -1,0 +1,168 @@
+"""Destinations against real parts: rest-server as the slave, SeaweedFS as the S3 store.
+
+A set goes to the slave (repository) and is copied whole to the bucket; a
+bucket that is down is caught up on the next run; a bare machine that knows
+only the bucket restores the files byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from tests.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS
+from tests.shipperenv import TOOLS, ShipperEnv, free_port, tree_digest, write_secret
+
+
+def offsite(store: SeaweedFS, folder: Path, bucket: str, endpoint: str = "") -> Dict[str, Any]:
+    return {
+        "name": "offsite",
+        "kind": "s3",
+        "endpoint": endpoint or store.endpoint,
+        "bucket": bucket,
+        "region": "us-east-1",
+        **store.credential_files(folder),
+    }
+
+
+def set_ids(env: ShipperEnv, destination: str = "primary") -> List[str]:
+    result = env.run("sets", "--json", "--destination", destination, check=True)
+    return [s["id"] for s in json.loads(result.stdout) if s["status"] == "complete"]
+
+
+def test_set_reaches_slave_and_bucket_and_a_bare_machine_restores_it(
+    shipper_env: ShipperEnv, rest_server: Any, seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    env = shipper_env
+    env.make_dataset(files=60, mib=2)
+    bucket = seaweedfs.new_bucket()
+    env.write_config(
+        repository={"url": rest_server.url + "master/"},
+        destinations=[offsite(seaweedfs, env.base / "creds", bucket)],
+    )
+    assert env.run("init").returncode == 0
+    started = time.monotonic()
+    first = env.run("snapshot", check=True)
+    assert "destination offsite: 1 sets copied" in first.stdout, first.stdout
+    print(f"set to slave + bucket: {time.monotonic() - started:.1f}s")
+    assert set_ids(env, "offsite") == set_ids(env) and len(set_ids(env)) == 1
+
+    # The bare machine: a fresh config and state that know only the bucket and the password.
+    bare = tmp_path / "bare"
+    bare_env = ShipperEnv(bare)
+    bare_env.write_config(
+        repository={"url": str(bare / "no-such-repo"), "password_file": str(env.password_file)},
+        destinations=[offsite(seaweedfs, bare / "creds", bucket)],
+    )
+    target = bare / "restored"
+    restored = bare_env.run(
+        "restore", "latest", "--destination", "offsite", "--target", str(target)
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert tree_digest(target / env.src.relative_to("/")) == tree_digest(env.src)
+
+
+def test_bucket_down_for_a_run_is_caught_up(
+    shipper_env: ShipperEnv, rest_server: Any, seaweedfs: SeaweedFS
+) -> None:
+    env = shipper_env
+    env.make_dataset(files=30, mib=1)
+    bucket = seaweedfs.new_bucket()
+    creds = env.base / "creds"
+    down = offsite(seaweedfs, creds, bucket, endpoint=f"http://127.0.0.1:{free_port()}")
+    env.write_config(repository={"url": rest_server.url + "master/"}, destinations=[down])
+    assert env.run("init").returncode == 0
+    missed = env.run("snapshot")
+    assert missed.returncode == 0, missed.stderr
+    assert "destination offsite: not copied: cannot reach the object store" in missed.stderr
+    assert "\n" not in missed.stderr.strip().split("destination offsite")[1]
+    stale = json.loads(env.run("status", "--json").stdout)
+    assert any("destination offsite: cannot reach" in p["text"] for p in stale["problems"])
+
+    env.write_config(destinations=[offsite(seaweedfs, creds, bucket)])
+    env.mutate_dataset()
+    back = env.run("snapshot", check=True)
+    assert "destination offsite: 2 sets copied" in back.stdout, back.stdout
+    assert set_ids(env, "offsite") == set_ids(env) and len(set_ids(env)) == 2
+    shown = env.run("status")
+    assert "age_offsite=" in shown.stdout.splitlines()[0], shown.stdout
+    views = json.loads(env.run("status", "--json").stdout)["destinations"]
+    assert [(v["name"], v["newest"], v["error"]) for v in views] == [
+        ("offsite", set_ids(env)[0], None)
+    ]
+
+
+def test_unknown_destination_is_one_line(shipper_env: ShipperEnv) -> None:
+    write_secret(shipper_env.base / "x")
+    result = shipper_env.run("sets", "--destination", "nowhere")
+    assert result.returncode != 0
+    assert "no destination named 'nowhere'" in result.stderr
+
+
+def test_a_slave_pulls_sets_to_the_bucket_from_its_local_copy(
+    shipper_env: ShipperEnv, seaweedfs: SeaweedFS
+) -> None:
+    env = shipper_env
+    env.make_dataset(files=10, mib=1)
+    env.run("init", check=True)
+    env.run("snapshot", check=True)
+    bucket = seaweedfs.new_bucket()
+    env.write_config(
+        role="slave",
+        repository={"local_path": str(env.repo)},
+        destinations=[offsite(seaweedfs, env.base / "creds", bucket)],
+    )
+    pulled = env.run("copy")
+    assert pulled.returncode == 0 and "1 sets copied" in pulled.stdout, pulled.stderr
+    assert set_ids(env, "offsite") == set_ids(env)
+
+
+def test_wrong_s3_credentials_are_one_line_without_the_secret(
+    shipper_env: ShipperEnv, seaweedfs: SeaweedFS
+) -> None:
+    env = shipper_env
+    wrong = offsite(seaweedfs, env.base / "creds", seaweedfs.new_bucket())
+    write_secret(Path(wrong["secret_access_key_file"]), "not-the-secret-4711")
+    env.write_config(destinations=[wrong])
+    result = env.run("sets", "--destination", "offsite", timeout=120)
+    assert result.returncode == 1, result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "object store at s3:" in result.stderr and "refused the credentials" in result.stderr
+    assert "not-the-secret-4711" not in result.stdout + result.stderr
+
+
+def test_a_set_copied_into_an_object_locked_bucket_survives_forget_and_prune(
+    shipper_env: ShipperEnv, rest_server: Any, seaweedfs: SeaweedFS
+) -> None:
+    """Immutability comes from the bucket's default COMPLIANCE retention, not from restic."""
+    env = shipper_env
+    bucket = seaweedfs.new_bucket()
+    if not seaweedfs.create_locked_bucket(bucket, days=1):
+        pytest.skip("the aws CLI is not installed (it creates the locked bucket)")
+    env.make_dataset(files=10, mib=1)
+    env.write_config(
+        repository={"url": rest_server.url + "master/"},
+        destinations=[offsite(seaweedfs, env.base / "creds", bucket)],
+    )
+    env.run("init", check=True)
+    env.run("snapshot", check=True)
+    before = seaweedfs.object_versions(bucket)
+    repo = f"s3:{seaweedfs.endpoint}/{bucket}"
+    plain = {**env.env(), "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    base = [str(TOOLS / "restic"), "-r", repo, "--password-file", str(env.password_file)]
+    listed = subprocess.run(
+        [*base, "snapshots", "--json"], env=plain, capture_output=True, timeout=60
+    )
+    ids = [snap["id"] for snap in json.loads(listed.stdout)]
+    forgot = subprocess.run(
+        [*base, "forget", "--prune", *ids], env=plain, capture_output=True, timeout=120
+    )
+    assert ids and forgot.returncode == 0, forgot.stderr
+    assert before > 0 and seaweedfs.object_versions(bucket) >= before, (
+        "a locked version disappeared"
+    )
