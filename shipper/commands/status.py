@@ -7,6 +7,7 @@ from typing import Any
 from shipper.commands.context import Context
 from shipper.core import config
 from shipper.notify import status
+from shipper.notify.levels import UNKNOWN
 
 DESCRIPTION = (
     "Role, schedule and next run, the newest complete set and its age against "
@@ -36,9 +37,9 @@ def run(ctx: Context) -> int:
         report = status.gather(ctx.cfg, None, ctx.args.warning, ctx.args.critical)
     except config.ConfigError as exc:
         problem = "; ".join(exc.problems)
-        unknown = {"status": "UNKNOWN", "exit_code": status.UNKNOWN, "problems": [problem]}
+        unknown = {"status": "UNKNOWN", "exit_code": UNKNOWN, "problems": [problem]}
         ctx.out.result(unknown, [f"SHIPPER UNKNOWN: {problem}"])
-        return status.UNKNOWN
+        return UNKNOWN
     ctx.out.result(
         report.to_json(), [status.summary_line(report), "\n".join(status.detail_lines(report))]
     )

@@ -12,8 +12,7 @@ from typing import Any, Dict, List, Optional
 from shipper.core import cron, destinations, sets
 from shipper.core.copies import whole_sets
 from shipper.core.restic import Restic, ResticError
-
-WARN, CRIT = "warning", "critical"
+from shipper.notify.levels import CRITICAL, OK, WARNING
 
 
 @dataclass
@@ -23,7 +22,7 @@ class DestinationView:
     newest: Optional[str] = None
     age: Optional[int] = None
     error: Optional[str] = None
-    severity: Optional[str] = None  # None, WARN or CRIT
+    level: int = OK
     problem: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
@@ -56,15 +55,15 @@ def _view(cfg: Any, dest: Any, current: float, warn_at: int, crit_at: int) -> De
 
 def _judge(view: DestinationView, current: float, warn_at: int, crit_at: int) -> None:
     if view.error:
-        view.severity, view.problem = WARN, f"destination {view.name}: {view.error}"
+        view.level, view.problem = WARNING, f"destination {view.name}: {view.error}"
         return
     if view.newest is None:
-        view.severity = CRIT
+        view.level = CRITICAL
         view.problem = f"destination {view.name} has no complete set; the next snapshot copies it"
         return
     view.age = round(max(0.0, current - sets.id_time(view.newest).timestamp()))
     described = f"destination {view.name}: newest complete set {view.newest} is {cron.describe_duration(view.age)} old"
     if view.age > crit_at:
-        view.severity, view.problem = CRIT, f"{described}, past max_age: it is stale"
+        view.level, view.problem = CRITICAL, f"{described}, past max_age: it is stale"
     elif view.age > warn_at:
-        view.severity, view.problem = WARN, described
+        view.level, view.problem = WARNING, described

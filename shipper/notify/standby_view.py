@@ -13,8 +13,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from shipper.core import cron, sets, state
 from shipper.core.config import Config
+from shipper.notify.levels import CRITICAL, WARNING
 
-WARNING, CRITICAL = 1, 2
 LAG = 900  # seconds a new complete set may wait for its apply before status warns
 
 

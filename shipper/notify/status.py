@@ -29,9 +29,8 @@ from shipper.core.progress import human_bytes
 from shipper.core.restic import Restic
 from shipper.notify import destination_status, standby_view
 from shipper.notify import state_machine as notify
+from shipper.notify.levels import CRITICAL, LEVEL_NAMES, OK, WARNING
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-LEVEL_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 DAEMON_UNIT = "shipper.service"
 CACHE_FILE = state_files.STATUS_CACHE
 CACHE_TTL = 900
@@ -240,10 +239,9 @@ def _destinations(cfg: Config, report: Report, current: float, warn_at: int, cri
         return
     found = destination_status.views(cfg, current, warn_at, crit_at)
     report.data["destinations"] = [v.to_json() for v in found]
-    levels = {destination_status.WARN: WARNING, destination_status.CRIT: CRITICAL}
     for view in found:
-        if view.severity:
-            report.add(levels[view.severity], view.problem or view.name)
+        if view.level != OK:
+            report.add(view.level, view.problem or view.name)
     perf = [v.perfdata(warn_at, crit_at) for v in found]
     report.data["destination_perfdata"] = [p for p in perf if p]
 
