@@ -119,7 +119,11 @@ def refuse_overlap(item: str, kept: Sequence[str]) -> None:
 
 
 def json_name(name: str) -> str:
-    """A name read from disk as restic's JSON spells it: each byte that is not UTF-8 as U+FFFD."""
+    """A name read from disk as restic's JSON spells it: each byte that is not UTF-8 as U+FFFD.
+
+    Not bytes.decode(errors="replace"): Python puts one U+FFFD for a whole cut
+    sequence (b"\\xe2\\x82"), Go (restic) one per byte, and the names must match.
+    """
     raw = os.fsencode(name)
     out, i = [], 0
     while i < len(raw):
