@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -48,16 +49,32 @@ class Console:
         self.base = base
         self.browser = browser
         self.port = free_port()
+        self.user = user
+        self.shared = self._readable_package() if user else None
         self.env = {
             **env,
-            "XDG_DATA_DIRS": f"{ROOT}:/usr/share",
+            "XDG_DATA_DIRS": f"{self.shared or ROOT}:/usr/share",
             "LANG": "C.UTF-8",
         }
-        self.user = user
         self.process: Optional[subprocess.Popen] = None
         self.console_errors: List[str] = []
         self.received: List[bytes] = []
         self._context: Any = None
+
+    @staticmethod
+    def _readable_package() -> str:
+        """A copy of cockpit/shipper that another user can read: the checkout may sit
+        in a root-only folder (a clone under `mktemp -d`), and then cockpit-ws run as
+        that user finds no page at all."""
+        folder = tempfile.mkdtemp(prefix="shipper-console-")
+        os.chmod(folder, 0o755)
+        shutil.copytree(ROOT / "cockpit", Path(folder) / "cockpit")
+        for top, dirs, files in os.walk(folder):
+            for name in dirs:
+                os.chmod(os.path.join(top, name), 0o755)
+            for name in files:
+                os.chmod(os.path.join(top, name), 0o644)
+        return folder
 
     @property
     def url(self) -> str:
@@ -142,6 +159,8 @@ class Console:
                 os.killpg(self.process.pid, 9)
                 self.process.wait(10)
         self.log.close()
+        if self.shared:
+            shutil.rmtree(self.shared, ignore_errors=True)
 
 
 @pytest.fixture
