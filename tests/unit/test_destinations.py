@@ -93,17 +93,45 @@ def test_destination_problems_name_file_line_and_key(make_config) -> None:
     assert any("name 'offsite' is used twice" in p for p in problems)
 
 
-def test_every_manifest_carrier_is_copied_after_every_part() -> None:
+def test_each_set_goes_oldest_first_its_manifest_carriers_after_its_parts() -> None:
     import datetime as dt
 
     from shipper.core import copies, sets
     from shipper.core.restic import Snapshot
 
-    def snap(sid: str, *parts: str) -> Snapshot:
-        tags = ("shipper-set:20261203T120000Z", *(f"shipper-part:{p}" for p in parts))
-        return Snapshot(sid, sid, dt.datetime(2026, 12, 3), "h", (), tags, {})
+    def snap(sid: str, set_id: str, minute: int, *parts: str) -> Snapshot:
+        tags = (f"shipper-set:{set_id}", *(f"shipper-part:{p}" for p in parts))
+        return Snapshot(sid, sid, dt.datetime(2026, 12, 3, 12, minute), "h", (), tags, {})
 
-    amended = sets.group(
-        [snap("a", "files", "manifest"), snap("b", "mariadb:app"), snap("c", "manifest")]
+    older, newer = "20261203T110000Z", "20261203T120000Z"
+    found = sets.group(
+        [
+            snap("a", newer, 1, "files", "manifest"),
+            snap("b", newer, 2, "mariadb:app"),
+            snap("c", newer, 3, "manifest"),
+            snap("d", older, 0, "files"),
+            snap("e", older, 0, "manifest"),
+        ]
     )
-    assert copies.split_carriers(amended) == (["b"], ["a", "c"])
+    assert copies.copy_order(found) == ["d", "e", "b", "a", "c"]
+
+
+def test_only_sets_newer_than_the_newest_there_are_copied() -> None:
+    from shipper.core import copies, sets
+
+    def whole(set_id: str) -> sets.SnapshotSet:
+        return sets.SnapshotSet(set_id)
+
+    source = [whole(i) for i in ("20261203T140000Z", "20261203T130000Z", "20261203T120000Z")]
+    source.append(whole("20261203T110000Z"))
+    # 11:00 was forgotten there by its own retention: it must not come back.
+    there = [whole("20261203T120000Z")]
+    assert [s.id for s in copies.missing_sets(source, there, None)] == [
+        "20261203T130000Z",
+        "20261203T140000Z",
+    ]
+    assert [s.id for s in copies.missing_sets(source, there, 1)] == ["20261203T140000Z"]
+    assert [s.id for s in copies.missing_sets(source, [], 2)] == [
+        "20261203T130000Z",
+        "20261203T140000Z",
+    ]
