@@ -18,7 +18,7 @@ from shipper.core.destinations.base import Repository
 from shipper.core.restic import Restic
 from tests.seaweed import SeaweedFS
 from tests.shipperenv import TOOLS, RestServer, ShipperEnv, free_port
-from tests.test_destinations import offsite, set_ids
+from tests.test_destinations import create_locked_bucket, object_versions, offsite, set_ids
 
 UTC = dt.timezone.utc
 DROP_ALL_OLD = {"keep_within": "24h", "hourly": 0, "daily": 0, "weekly": 0}
@@ -201,3 +201,33 @@ def test_a_hanging_destination_does_not_delay_the_other(
     assert ended - started > 15, "the stuck destination did not hang: the test proves nothing"
     assert landed - set_done < 12, f"quick got the set {landed - set_done:.1f}s after it was taken"
     assert landed < ended - 5
+
+
+def test_lock_aware_prune_keeps_locked_sets_and_says_so(
+    shipper_env: ShipperEnv, seaweedfs: SeaweedFS
+) -> None:
+    """object_lock_days 4: the three-day-old set stays (locked), the five-day-old one goes;
+    the bucket's real lock keeps every object version either way."""
+    env = shipper_env
+    bucket = seaweedfs.new_bucket()
+    create_locked_bucket(seaweedfs, bucket, days=1)
+    env.run("init", check=True)
+    entry = offsite(seaweedfs, env.base / "creds", bucket)
+    env.write_config(
+        role="slave",
+        repository={"url": str(env.repo), "local_path": str(env.repo)},
+        destinations=[{**entry, "retention": DROP_ALL_OLD, "object_lock_days": 4}],
+    )
+    made = old_sets(env, str(env.repo))
+    assert "3 sets copied" in env.run("copy", check=True).stdout
+    versions = object_versions(seaweedfs, bucket)
+
+    dry = env.run("prune", "--destination", "offsite", "--dry-run", check=True).stdout
+    assert f"destination offsite: kept {made['three']}: object lock until " in dry, dry
+    assert "(object_lock_days 4)" in dry and f"would forget {made['five']}" in dry
+    assert f"would forget {made['three']}" not in dry
+
+    done = env.run("prune", "--destination", "offsite", check=True).stdout
+    assert f"kept {made['three']}: object lock until" in done and f"forgot {made['five']}" in done
+    assert snapshot_counts(env, "offsite") == {made["recent"]: 2, made["three"]: 3}
+    assert object_versions(seaweedfs, bucket) >= versions, "a locked object version was deleted"

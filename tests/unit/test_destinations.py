@@ -135,3 +135,46 @@ def test_only_sets_newer_than_the_newest_there_are_copied() -> None:
         "20261203T130000Z",
         "20261203T140000Z",
     ]
+
+
+def test_the_lock_keeps_what_the_retention_drops_until_it_ends() -> None:
+    import datetime as dt
+
+    from shipper.core import sets
+    from shipper.core.restic import Snapshot
+    from shipper.slave import retention
+
+    def complete(when: dt.datetime) -> sets.SnapshotSet:
+        set_id = when.strftime(sets.ID_FORMAT)
+        tags = (f"shipper-set:{set_id}", "shipper-part:manifest", "shipper-status:complete")
+        return sets.SnapshotSet(set_id, [Snapshot(set_id, "m", when, "h", (), tags, {})])
+
+    now = dt.datetime(2026, 11, 25, 16, 40, tzinfo=dt.timezone.utc)
+    found = [complete(now - dt.timedelta(days=days)) for days in (0, 2, 6, 9)]
+    policy = retention.Policy("1h", 0, 0, 0, object_lock_days=7)
+    plan = retention.plan(found, policy, now=now)
+    kept = {d.set.id: d.reasons for d in plan.decisions if d.keep}
+    assert [d.set.id for d in plan.decisions if d.only_locked] == [found[1].id, found[2].id]
+    assert kept[found[0].id][0].startswith("newest complete set")
+    assert kept[found[2].id][0].startswith("object lock until 2026-11-26 16:40 UTC")
+    assert plan.dropped == [found[3]]
+    assert "Object Lock (7 days)" in policy.describe()
+    without = retention.plan(found, retention.Policy("1h", 0, 0, 0), now=now)
+    assert len(without.dropped) == 3
+
+
+def test_a_destination_retention_overrides_key_by_key(make_config) -> None:
+    from shipper.slave import retention
+
+    text = (
+        "retention:\n  keep_within: 7d\n  daily: 9\n"
+        "destinations:\n  - name: far\n    kind: local\n    url: /srv/far\n"
+        "    retention: {daily: 3}\n    object_lock_days: 5\n"
+        "  - name: near\n    kind: local\n    url: /srv/near\n"
+    )
+    cfg = make_config(text)
+    far, near = cfg.destinations
+    assert retention.Policy.from_config(cfg, far) == retention.Policy(
+        "7d", 168, 3, 12, cfg.repository.lock_wait, 5
+    )
+    assert retention.Policy.from_config(cfg, near) == retention.Policy.from_config(cfg)
