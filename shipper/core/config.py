@@ -399,6 +399,8 @@ def _destination_problems(data: Dict[str, Any], root, source: str) -> List[str]:
         for key in DESTINATION_KEYS.get(entry.get("kind"), []):
             if not entry.get(key):
                 problems.append(f"{where}: a {entry['kind']} destination needs {key}")
+        if entry.get("object_lock_days") and entry.get("kind") != "s3":
+            problems.append(f"{where}: object_lock_days applies to s3 destinations only")
         if entry.get("name") in seen:
             problems.append(
                 f"{where}: name {entry.get('name')!r} is used twice (primary is the repository)"

@@ -91,6 +91,11 @@ def test_destination_problems_name_file_line_and_key(make_config) -> None:
     problems = caught.value.problems
     assert any("unit.yml:" in p and "a s3 destination needs bucket" in p for p in problems)
     assert any("name 'offsite' is used twice" in p for p in problems)
+    with pytest.raises(config.ConfigError) as caught:
+        make_config("destinations:\n  - {name: near, kind: local, url: /x, object_lock_days: 3}\n")
+    assert any(
+        "object_lock_days applies to s3 destinations only" in p for p in caught.value.problems
+    )
 
 
 def test_each_set_goes_oldest_first_its_manifest_carriers_after_its_parts() -> None:
@@ -168,7 +173,8 @@ def test_a_destination_retention_overrides_key_by_key(make_config) -> None:
 
     text = (
         "retention:\n  keep_within: 7d\n  daily: 9\n"
-        "destinations:\n  - name: far\n    kind: local\n    url: /srv/far\n"
+        "destinations:\n  - name: far\n    kind: s3\n    endpoint: http://s3\n    bucket: far\n"
+        "    access_key_id_file: /k\n    secret_access_key_file: /s\n"
         "    retention: {daily: 3}\n    object_lock_days: 5\n"
         "  - name: near\n    kind: local\n    url: /srv/near\n"
     )
