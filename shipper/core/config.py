@@ -57,6 +57,16 @@ class Repository:
 
 
 @dataclass(frozen=True)
+class DestinationRetention:
+    """A destination's own retention; a key left out is the top-level retention's."""
+
+    keep_within: Optional[str] = None
+    hourly: Optional[int] = None
+    daily: Optional[int] = None
+    weekly: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class DestinationConfig:
     name: str
     kind: str
@@ -70,6 +80,8 @@ class DestinationConfig:
     access_key_id_file: Optional[str] = None
     secret_access_key_file: Optional[str] = None
     catch_up: Optional[int] = None
+    retention: Optional[DestinationRetention] = None
+    object_lock_days: Optional[int] = None
 
     def secret_files(self) -> List[Tuple[str, str]]:
         keys = ("rest_password_file", "access_key_id_file", "secret_access_key_file")
@@ -387,6 +399,8 @@ def _destination_problems(data: Dict[str, Any], root, source: str) -> List[str]:
         for key in DESTINATION_KEYS.get(entry.get("kind"), []):
             if not entry.get(key):
                 problems.append(f"{where}: a {entry['kind']} destination needs {key}")
+        if entry.get("object_lock_days") and entry.get("kind") != "s3":
+            problems.append(f"{where}: object_lock_days applies to s3 destinations only")
         if entry.get("name") in seen:
             problems.append(
                 f"{where}: name {entry.get('name')!r} is used twice (primary is the repository)"

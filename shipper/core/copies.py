@@ -1,19 +1,34 @@
-"""Whole sets onto the other destinations with `restic copy`, parts first, manifests last.
+"""Whole sets onto the other destinations with `restic copy`, all destinations at once.
 
 The source is `repository` as this machine sees it: on the master the slave's
-receiver (push), on a slave its own local copy (pull, no network read). A set
-is whole on a destination or invisible there: every part of every missing set
-is copied in one restic call, then the manifest carriers in a second, so an
-interrupted copy leaves parts without a manifest, which no reader counts as a
-set (sets.INCOMPLETE) and the next run completes. Sets are matched by their
-`shipper-set:` tag, never by snapshot id (copies get new ids).
+receiver (push), on a slave its own local copy (pull, no network read).
+
+Each destination gets its own thread running its own restic processes, so a
+destination that is slow, full or hangs delays nobody else: the others finish
+while it waits out restic's stuck-request timeout (repository.network_timeout).
+The source is listed once, while the destinations list themselves.
+
+A set is whole on a destination or invisible there. All missing sets go in
+one `restic copy` call (each call opens two repositories, about 0.7 s of key
+derivation each): oldest set first and, within a set, its data parts before
+its manifest carriers. restic copy saves each snapshot only after its data,
+in the order of the ids it is given, so an interrupted copy leaves the older
+sets whole and at most parts without a manifest, which no reader counts as a
+set (sets.INCOMPLETE) and the next run completes.
+
+Only sets newer than the newest whole set already there are copied: a set a
+destination's own retention forgot (`shipper prune --destination`) is never
+copied back. Sets are matched by their `shipper-set:` tag, never by snapshot
+id (copies get new ids). Nothing here ever forgets or prunes: a push from the
+master can add to a destination, never delete from it.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from shipper.core import destinations, sets
 from shipper.core.destinations import Destination
@@ -50,15 +65,19 @@ def whole_sets(restic: Restic) -> List[sets.SnapshotSet]:
 
 
 def copy_all(cfg: Any, source: Restic) -> List[CopyResult]:
-    """Catch every configured destination up with `source`; one failing never stops the others."""
-    if not cfg.destinations:
+    """Catch every configured destination up with `source`, all at once; one failing,
+    slow or hanging never stops or delays the others. Results in config order."""
+    targets = destinations.copies(cfg)
+    if not targets:
         return []
-    available = whole_sets(source)
-    return [copy_to(cfg, source, dest, available) for dest in destinations.copies(cfg)]
+    with ThreadPoolExecutor(max_workers=len(targets) + 1) as pool:
+        available = pool.submit(whole_sets, source)
+        running = [pool.submit(copy_to, cfg, source, dest, available) for dest in targets]
+        return [future.result() for future in running]
 
 
 def copy_to(
-    cfg: Any, source: Restic, dest: Destination, available: List[sets.SnapshotSet]
+    cfg: Any, source: Restic, dest: Destination, available: Future[List[sets.SnapshotSet]]
 ) -> CopyResult:
     result = CopyResult(dest.name)
     started = time.monotonic()
@@ -67,41 +86,47 @@ def copy_to(
         if why:
             raise ShipperError(why)
         target = Restic(dest.repository(), cache_dir=str(cfg.state / "cache"))
-        missing = missing_sets(available, _sets_there(target, source), dest.entry.catch_up)
+        there = _sets_there(target)
+        if there is None:
+            available.result()  # the source answers before a new repository is made
+            target.init_copying(source.repository)
+            there = []
+        missing = missing_sets(available.result(), there, dest.entry.catch_up)
         if missing:
-            parts, carriers = split_carriers(missing)
-            if parts:
-                target.copy(source.repository, parts)
-            target.copy(source.repository, carriers)
-        result.copied = [s.id for s in reversed(missing)]
+            target.copy(source.repository, copy_order(missing))
+        result.copied = [s.id for s in missing]
     except (ResticError, ShipperError, OSError) as exc:
         result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     result.seconds = time.monotonic() - started
     return result
 
 
-def _sets_there(target: Restic, source: Restic) -> List[sets.SnapshotSet]:
-    """The destination's whole sets; a new destination is created with the source's chunker."""
+def _sets_there(target: Restic) -> Optional[List[sets.SnapshotSet]]:
+    """The destination's whole sets; None when it has no repository yet."""
     try:
         return whole_sets(target)
     except RepositoryMissing:
-        target.init_copying(source.repository)
-        return []
+        return None
 
 
-def split_carriers(missing: List[sets.SnapshotSet]) -> Tuple[List[str], List[str]]:
-    """Snapshot ids: the data parts, then every snapshot carrying a manifest (an amended
-    set has several; any one of them makes the set visible, so all go last)."""
+def copy_order(missing: List[sets.SnapshotSet]) -> List[str]:
+    """Snapshot ids, oldest set first; in each set the data parts, then every snapshot
+    carrying a manifest (an amended set has several; any one makes the set visible)."""
     manifest_tag = f"{sets.PART_TAG}:{sets.MANIFEST_PART}"
-    snaps = [snap for s in missing for snap in s.snapshots]
-    carriers = [snap.id for snap in snaps if manifest_tag in snap.tags]
-    return [snap.id for snap in snaps if snap.id not in carriers], carriers
+    ordered: List[str] = []
+    for chosen in sorted(missing, key=lambda s: s.id):
+        snaps = sorted(chosen.snapshots, key=lambda snap: snap.time)
+        ordered += [snap.id for snap in snaps if manifest_tag not in snap.tags]
+        ordered += [snap.id for snap in snaps if manifest_tag in snap.tags]
+    return ordered
 
 
 def missing_sets(
     available: List[sets.SnapshotSet], there: List[sets.SnapshotSet], newest: Optional[int]
 ) -> List[sets.SnapshotSet]:
-    """The sets the destination lacks, newest first, at most `newest` of them."""
-    have = {s.id for s in there}
-    missing = [s for s in available if s.id not in have]
-    return missing[:newest] if newest else missing
+    """The sets newer than the newest one there, oldest first, at most the newest `newest`."""
+    after = max((s.id for s in there), default="")
+    missing = [s for s in available if s.id > after]  # newest first
+    if newest:
+        missing = missing[:newest]
+    return list(reversed(missing))

@@ -778,8 +778,9 @@ class Restic:
         if snapshot_ids:
             self._run(["forget", *(["--prune"] if prune else []), "--", *snapshot_ids])
 
-    def prune(self) -> None:
-        self._run(["prune"])
+    def prune(self, max_unused: Optional[str] = None) -> None:
+        """`max_unused`: restic's --max-unused ("unlimited": never repack, delete unused packs)."""
+        self._run(["prune", *(["--max-unused", max_unused] if max_unused else [])])
 
     def check(self, read_data_subset: Optional[str] = None) -> Tuple[bool, str]:
         args = ["check"] + (["--read-data-subset", read_data_subset] if read_data_subset else [])

@@ -3,7 +3,10 @@
 Runs `restic check`, reading back a share of the data packs
 (check.read_data_subset) so that, run weekly by shipper-check.timer, bit rot
 on the slave's disk is found before a promote needs the damaged set. On the
-slave it reads the local path, never the network.
+slave it reads the local path, never the network. `--destination NAME`
+checks that destination the same way; its damage is reported and emailed but
+neither recorded as the repository's (promote reads that record) nor counted
+in the metrics.
 """
 
 from __future__ import annotations
@@ -18,21 +21,30 @@ from shipper.core.restic import CheckReport, Restic
 from shipper.slave import damage
 
 
-def verify(cfg: Config, restic: Restic, read_data_subset: Optional[str]) -> CheckReport:
-    """Check the repository; email the problems and record the outcome in the metrics."""
+def verify(
+    cfg: Config, restic: Restic, read_data_subset: Optional[str], destination: str = "primary"
+) -> CheckReport:
+    """Check the repository (or a destination); email the problems; the repository's
+    outcome goes into the metrics."""
+    primary = destination == "primary"
     report = restic.check_report(read_data_subset)
-    judge_sets(cfg, restic, report)
+    judge_sets(cfg, restic, report, keep_record=primary)
     if not report.ok:
-        notify.send_email(
-            cfg, "the repository check found problems", _email_body(cfg, restic, report)
+        subject = (
+            "the repository check found problems"
+            if primary
+            else f"the check of destination {destination} found problems"
         )
-    notify.record_check(cfg, report.ok, time.time())
+        notify.send_email(cfg, subject, _email_body(cfg, restic, report))
+    if primary:
+        notify.record_check(cfg, report.ok, time.time())
     return report
 
 
-def judge_sets(cfg: Config, restic: Restic, report: CheckReport) -> None:
+def judge_sets(cfg: Config, restic: Restic, report: CheckReport, keep_record: bool = True) -> None:
     """Add to the report the sets that damage reaches, and what promote can still use."""
-    record = damage.record(cfg, restic, list(report.summary.get("broken_packs") or []))
+    broken = list(report.summary.get("broken_packs") or [])
+    record = damage.record(cfg, restic, broken, keep=keep_record)
     found = sets.group(restic.snapshots())
     newest = sets.newest(found)
     if newest is None:

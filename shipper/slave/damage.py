@@ -28,14 +28,15 @@ def load(cfg: Config) -> Damage:
     return state.load_damage(cfg.state)
 
 
-def record(cfg: Config, restic: Restic, broken_packs: List[str]) -> Damage:
-    """Map damaged packs to sets and keep the record.
+def record(cfg: Config, restic: Restic, broken_packs: List[str], keep: bool = True) -> Damage:
+    """Map damaged packs to sets and keep the record (`keep`: the repository's own;
+    a destination's damage is reported, never recorded as the repository's).
 
     A check that reads a subset of the data does not see every pack, so packs
     found damaged earlier stay in the record until they are gone from the
     repository (`restic repair packs` removes them).
     """
-    earlier = load(cfg).packs
+    earlier = load(cfg).packs if keep else []
     if earlier:
         existing = set(restic.pack_ids())
         broken_packs = sorted(set(broken_packs) | {p for p in earlier if p in existing})
@@ -44,7 +45,8 @@ def record(cfg: Config, restic: Restic, broken_packs: List[str]) -> Damage:
         hit = set(restic.snapshots_using_packs(broken_packs))
         found = sets.group(restic.snapshots())
         damage.sets = [s.id for s in found if any(snap.id in hit for snap in s.snapshots)]
-    state.save_damage(cfg.state, damage)
+    if keep:
+        state.save_damage(cfg.state, damage)
     return damage
 
 

@@ -18,6 +18,16 @@ Every snapshot of a dropped set is forgotten: first the manifest carriers (a
 set cut short there is just incomplete, never promotable), then the rest;
 then `restic prune` frees the space. Only on a local repository: the
 receiver is append-only.
+
+Per destination (`shipper prune --destination NAME`) with that destination's
+own retention, only on a slave that holds its credentials: the master never
+deletes anywhere, and a shipper receiver is append-only. On a bucket with
+Object Lock (object_lock_days) no set younger than the lock is forgotten:
+its objects cannot be deleted yet, so forgetting it would only hide it behind
+delete markers and free nothing; and prune never repacks there (a rewritten
+locked pack doubles the storage). A set counts as locked for object_lock_days
+after it was taken; one copied later by a catch-up stays locked in the bucket
+a little longer than that, and forgetting it then only adds delete markers.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from shipper.core import sets
 from shipper.core.config import Config
+from shipper.core.destinations import Destination
 from shipper.core.errors import Refused
 from shipper.core.lock import host_lock
 from shipper.core.restic import Restic
@@ -37,6 +48,7 @@ from shipper.core.sets import COMPLETE, INCOMPLETE, PARTIAL, SnapshotSet
 
 STALE_MINIMUM = dt.timedelta(hours=6)
 FORGET_BATCH = 200
+LOCKED = "object lock"
 
 
 @dataclass(frozen=True)
@@ -46,11 +58,21 @@ class Policy:
     daily: int = 30
     weekly: int = 12
     lock_wait: int = 120
+    object_lock_days: Optional[int] = None
 
     @classmethod
-    def from_config(cls, cfg: Config) -> Policy:
+    def from_config(cls, cfg: Config, entry: Any = None) -> Policy:
+        """The repository's retention; for a destination entry its own, key by key."""
         r = cfg.retention
-        return cls(r.keep_within, r.hourly, r.daily, r.weekly, cfg.repository.lock_wait)
+        own = entry.retention if entry is not None else None
+
+        def pick(key: str) -> Any:
+            value = getattr(own, key) if own is not None else None
+            return getattr(r, key) if value is None else value
+
+        keys = ("keep_within", "hourly", "daily", "weekly")
+        lock = entry.object_lock_days if entry is not None else None
+        return cls(*(pick(key) for key in keys), cfg.repository.lock_wait, lock)
 
     @property
     def stale_after(self) -> dt.timedelta:
@@ -60,6 +82,11 @@ class Policy:
         return (
             f"every set of the last {self.keep_within}, then {self.hourly} hourly, "
             f"{self.daily} daily, {self.weekly} weekly; always the newest complete set"
+            + (
+                f"; no set younger than the bucket's Object Lock ({self.object_lock_days} days)"
+                if self.object_lock_days
+                else ""
+            )
         )
 
 
@@ -71,6 +98,11 @@ class Decision:
     @property
     def keep(self) -> bool:
         return bool(self.reasons)
+
+    @property
+    def only_locked(self) -> bool:
+        """Kept only because the bucket's Object Lock does not allow deleting it yet."""
+        return bool(self.reasons) and all(r.startswith(LOCKED) for r in self.reasons)
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -192,6 +224,8 @@ def plan(
     for chosen in ordered:
         if chosen.status == INCOMPLETE and _incomplete_kept(chosen, cutoff, now, policy):
             decisions[chosen.id].reasons.append("incomplete, may still be running or recent")
+    if policy.object_lock_days:
+        _keep_locked(ordered, decisions, now, policy.object_lock_days)
     return Plan([decisions[s.id] for s in ordered], policy)
 
 
@@ -216,6 +250,20 @@ def _buckets(
     return [(bucket, chosen[bucket]) for bucket in order]
 
 
+def _keep_locked(
+    ordered: List[SnapshotSet], decisions: Dict[str, Decision], now: dt.datetime, days: int
+) -> None:
+    """Sets the policy drops but the bucket cannot delete yet stay, saying until when."""
+    lock = dt.timedelta(days=days)
+    for chosen in ordered:
+        until = chosen.time + lock
+        if not decisions[chosen.id].keep and until > now:
+            decisions[chosen.id].reasons.append(
+                f"{LOCKED} until {until:%Y-%m-%d %H:%M} UTC (object_lock_days {days}): "
+                "deleting it now would free nothing"
+            )
+
+
 def _incomplete_kept(
     chosen: SnapshotSet, cutoff: dt.datetime, now: dt.datetime, policy: Policy
 ) -> bool:
@@ -229,12 +277,14 @@ def _incomplete_kept(
 class PruneResult:
     plan: Plan
     dry_run: bool
+    destination: str = "primary"
     forgotten_snapshots: int = 0
     pruned: bool = False
     duration: float = 0.0
 
     def to_json(self) -> Dict[str, Any]:
         return {
+            "destination": self.destination,
             **self.plan.to_json(),
             "dry_run": self.dry_run,
             "forgotten_snapshots": self.forgotten_snapshots,
@@ -253,20 +303,49 @@ def require_local(restic: Restic) -> None:
         )
 
 
+def require_deletable(cfg: Config, restic: Restic, dest: Destination) -> None:
+    """Only where this machine's credentials may delete: never from the master."""
+    if dest.entry is None:
+        require_local(restic)
+        return
+    if cfg.role != "slave":
+        raise Refused(
+            f"the master never deletes: destination {dest.name} is pruned by the slave that "
+            "holds its credentials; put it under `destinations:` in that slave's config and "
+            f"run `shipper prune --destination {dest.name}` there"
+        )
+    if dest.kind == "rest":
+        raise Refused(
+            f"destination {dest.name} is a shipper receiver (append-only): run "
+            "`shipper prune` on that slave, which prunes its own local copy"
+        )
+
+
 def prune(
     cfg: Config,
     restic: Restic,
     dry_run: bool = False,
     now: Optional[dt.datetime] = None,
     announce: Optional[Callable[[str], None]] = None,
+    dest: Optional[Destination] = None,
 ) -> PruneResult:
-    """Forget the sets the policy drops and prune, under the host lock."""
-    require_local(restic)
+    """Forget the sets the policy drops and prune, under the host lock.
+
+    `dest` is a destination from `destinations:` (its own retention and Object
+    Lock); None is the repository.
+    """
+    entry = dest.entry if dest is not None else None
+    if dest is not None:
+        require_deletable(cfg, restic, dest)
+    else:
+        require_local(restic)
     say = announce or (lambda label: None)
     clock = time.monotonic()
-    with host_lock(cfg.state, "prune"):
-        chosen = plan(sets.group(restic.snapshots()), Policy.from_config(cfg), now)
-        result = PruneResult(chosen, dry_run)
+    name = entry.name if entry is not None else "primary"
+    with host_lock(cfg.state, "prune" if entry is None else f"prune-{name}"):
+        policy = Policy.from_config(cfg, entry)
+        chosen = plan(sets.group(restic.snapshots()), policy, now)
+        result = PruneResult(chosen, dry_run, name)
         if dry_run:
             return result
         first, rest = chosen.forget_batches()
@@ -276,7 +355,8 @@ def prune(
                 restic.forget(ids[start : start + FORGET_BATCH])
                 result.forgotten_snapshots += len(ids[start : start + FORGET_BATCH])
         say("prune")
-        restic.prune()
+        # Under Object Lock a repacked pack is stored twice until the lock ends.
+        restic.prune(max_unused="unlimited" if policy.object_lock_days else None)
         result.pruned = True
     result.duration = round(time.monotonic() - clock, 3)
     return result
