@@ -56,9 +56,15 @@ class ProcessFailed(ShipperError):
         super().__init__(f"{self.program} failed: {last}")
 
 
+# Looked up once, in the parent: dlopen in a forked child can deadlock on the
+# loader's lock if another thread held it at fork (copies start restic from
+# several threads at once), so the child only calls what is already resolved.
+_prctl = ctypes.CDLL(None).prctl
+
+
 def die_with_parent() -> None:
     """A preexec_fn: runs in the child between fork and exec."""
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def program_name(argv: Sequence[str]) -> str:
