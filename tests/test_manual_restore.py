@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import uuid
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+import yaml
 
-from tests.shipperenv import ShipperEnv
+from tests.shipperenv import TOOLS, VENV_BIN, ShipperEnv
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -106,6 +109,66 @@ def test_a_set_loads_into_another_server_under_the_same_names(
     scratch.password_file.chmod(0o644)
     loose = env.run("restore-db", set_id, "--only", "mariadb:*", *to)
     assert loose.returncode == 1 and "chmod 600" in loose.stderr
+
+
+def _counted(env: ShipperEnv, log: Path, config: Path, *args: str) -> List[List[str]]:
+    """Run shipper with every restic call logged; the calls' subcommands and arguments."""
+    wrapper = log.with_suffix(".sh")
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {TOOLS / "restic"} "$@"\n')
+    wrapper.chmod(0o700)
+    run_env = {**env.env(), "SHIPPER_RESTIC": str(wrapper), "SHIPPER_CONFIG": str(config)}
+    done = subprocess.run(
+        [str(VENV_BIN / "shipper"), *args], env=run_env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    calls = [line.split() for line in log.read_text().splitlines()]
+    log.unlink()
+    return [call[call.index("dump") :] if "dump" in call else call for call in calls]
+
+
+def test_restore_db_of_a_set_id_reads_its_manifest_once_and_lists_nothing(
+    many: Any, mariadb_server: Any, tmp_path: Any
+) -> None:
+    """One restic process besides the dumps (a key derivation each): the manifest, found
+    by its tags where the master wrote it, names every dump's snapshot."""
+    env, set_id, maria, _ = many
+    log = tmp_path / "calls.log"
+    only = ["--only", maria[2], "--only", maria[3], "--suffix", "_id"]
+    calls = _counted(env, log, env.config_path, "restore-db", set_id, *only)
+    assert not [c for c in calls if "snapshots" in c]
+    dumps = [c for c in calls if c[0] == "dump"]
+    assert len(dumps) == 3 and dumps[0][1] == "latest" and dumps[0][2].endswith("manifest.json")
+    assert f"shipper-set:{set_id},shipper-part:manifest" in dumps[0]
+    assert all(len(c[1]) == 64 for c in dumps[1:])  # the snapshots the manifest names
+    for name in maria[2:4]:
+        assert mariadb_server.sql(f"SELECT v FROM {name}_id.t") == [("then",)]
+        mariadb_server.sql(f"DROP DATABASE {name}_id")
+
+    # `latest` lists the sets (the newest complete one is judged by all their tags).
+    calls = _counted(env, log, env.config_path, "restore-db", "latest", *only)
+    assert len([c for c in calls if "snapshots" in c]) == 1
+    for name in maria[2:4]:
+        mariadb_server.sql(f"DROP DATABASE {name}_id")
+
+
+def test_restore_db_lists_the_sets_when_the_manifest_is_not_where_this_machine_puts_it(
+    many: Any, mariadb_server: Any, tmp_path: Any
+) -> None:
+    """A slave whose state_dir differs from the master's: the guessed manifest path
+    (and the amended manifest's) miss, and the listing finds it."""
+    env, set_id, maria, _ = many
+    settings = yaml.safe_load(env.config_path.read_text())
+    settings["state_dir"] = str(tmp_path / "elsewhere")
+    config = tmp_path / "slave.yml"
+    config.write_text(yaml.safe_dump(settings))
+    log = tmp_path / "calls.log"
+    calls = _counted(
+        env, log, config, "restore-db", set_id, f"mariadb:{maria[4]}", "--as", f"{maria[4]}_x"
+    )
+    assert [c[0] for c in calls if c[0] == "dump"].count("dump") == 4  # 2 misses, manifest, load
+    assert len([c for c in calls if "snapshots" in c]) == 1
+    assert mariadb_server.sql(f"SELECT v FROM {maria[4]}_x.t") == [("then",)]
+    mariadb_server.sql(f"DROP DATABASE {maria[4]}_x")
 
 
 def test_replacing_a_live_database_is_refused_without_replace(
