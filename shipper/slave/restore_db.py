@@ -134,10 +134,9 @@ def manifest_by_tags(cfg: Any, restic: Restic, set_id: str) -> Optional[Manifest
     the manifest lacks a dump's snapshot: the caller lists the sets. Errors
     that are not about the set (unreachable, wrong password) are raised.
     """
-    from shipper.master.snapshot import manifest_path  # where the master writes it
-
     tags = (f"{sets.SET_TAG}:{set_id}", f"{sets.PART_TAG}:{sets.MANIFEST_PART}")
-    for path in (str(manifest_path(cfg)), "/" + sets.MANIFEST_FILENAME):
+    guess = cfg.state / sets.SET_FOLDER / sets.MANIFEST_FILENAME
+    for path in (str(guess), "/" + sets.MANIFEST_FILENAME):
         try:
             document = json.loads(restic.read_file("latest", path, tags))
         except NoSnapshotFound:
