@@ -16,7 +16,8 @@ with the page cache dropped before each:
 Both sides run restic as an operator types it, with restic's usual shared
 lock (which costs each restic process ~0.2 s of waiting: restic checks for
 other locks 200 ms after making its own); shipper keeps that lock so a
-concurrent prune cannot pull data from under a restore. Every restic process
+concurrent prune cannot pull data from under a restore. --plain-no-lock runs
+the plain side without it (as this bench did before). Every restic process
 pays the repository's key derivation; `restore` of a set id runs one, as
 plain restic does, and `restore-db` of a set id one more than plain (the
 manifest, which names every dump's snapshot; no listing).
@@ -88,8 +89,9 @@ def client(server: Any, name: str) -> str:
     return f"mariadb -S {server.socket} -u root {name}"
 
 
-def plain_loads(env: ShipperEnv, servers: Dict[str, Any], loads: List[Dump], parallel: int) -> None:
-    restic = f"restic -r {env.repo} --password-file {env.password_file}"
+def plain_loads(
+    env: ShipperEnv, servers: Dict[str, Any], loads: List[Dump], parallel: int, restic: str
+) -> None:
 
     def one(load: Dump) -> None:
         into = client(servers[load.engine], f"{load.database}_p")
@@ -117,6 +119,9 @@ def main() -> int:
     parser.add_argument("--mib", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=2, help="databases.parallel, both sides")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--plain-no-lock", action="store_true", help="plain restic with --no-lock (unsafe)"
+    )
     args = parser.parse_args()
     os.environ["PATH"] = tool_path()
     base = Path(tempfile.mkdtemp(prefix="shipper-bench-restore-"))
@@ -165,6 +170,7 @@ def run(args: argparse.Namespace, base: Path, servers: Dict[str, Any]) -> int:
     )
 
     restic = f"restic -r {env.repo} --password-file {env.password_file} -q"
+    restic += " --no-lock" if args.plain_no_lock else ""
     plain_target, shipper_target = base / "plain", base / "shipper"
 
     def plain_files() -> None:
@@ -181,8 +187,8 @@ def run(args: argparse.Namespace, base: Path, servers: Dict[str, Any]) -> int:
         order = [("pf", plain_files), ("sf", shipper_files)]
         for key, work in order if index % 2 == 0 else list(reversed(order)):
             times[key].append(timed(work))
-        times["p1"].append(timed(lambda: plain_loads(env, servers, loads, 1)))
-        times["pp"].append(timed(lambda: plain_loads(env, servers, loads, args.parallel)))
+        times["p1"].append(timed(lambda: plain_loads(env, servers, loads, 1, restic)))
+        times["pp"].append(timed(lambda: plain_loads(env, servers, loads, args.parallel, restic)))
         times["sd"].append(timed(lambda: shipper_loads(env, servers, loads, set_id)))
         print(f"run {index + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
     m = {k: statistics.mean(v) for k, v in times.items()}

@@ -151,6 +151,13 @@ def test_restore_db_of_a_set_id_reads_its_manifest_once_and_lists_nothing(
         mariadb_server.sql(f"DROP DATABASE {name}_id")
 
 
+def test_restore_db_of_an_unknown_set_id_says_so_in_one_line(many: Any) -> None:
+    env, *_ = many
+    unknown = env.run("restore-db", "20991231T000000Z", "--suffix", "_u")
+    assert unknown.returncode == 1 and "no set '20991231T000000Z'" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1 and "Traceback" not in unknown.stderr
+
+
 def test_restore_db_lists_the_sets_when_the_manifest_is_not_where_this_machine_puts_it(
     many: Any, mariadb_server: Any, tmp_path: Any
 ) -> None:

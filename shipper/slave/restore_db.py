@@ -138,7 +138,8 @@ def manifest_by_tags(cfg: Any, restic: Restic, set_id: str) -> Optional[Manifest
     guess = cfg.state / sets.SET_FOLDER / sets.MANIFEST_FILENAME
     for path in (str(guess), "/" + sets.MANIFEST_FILENAME):
         try:
-            document = json.loads(restic.read_file("latest", path, tags))
+            # Unlocked: a prune that removes the set meanwhile fails the (locked) loads.
+            document = json.loads(restic.read_file("latest", path, tags, lock=False))
         except NoSnapshotFound:
             return None  # no such set, or it never finished
         except ResticError as exc:
