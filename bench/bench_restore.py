@@ -187,9 +187,13 @@ def run(args: argparse.Namespace, base: Path, servers: Dict[str, Any]) -> int:
         order = [("pf", plain_files), ("sf", shipper_files)]
         for key, work in order if index % 2 == 0 else list(reversed(order)):
             times[key].append(timed(work))
-        times["p1"].append(timed(lambda: plain_loads(env, servers, loads, 1, restic)))
-        times["pp"].append(timed(lambda: plain_loads(env, servers, loads, args.parallel, restic)))
-        times["sd"].append(timed(lambda: shipper_loads(env, servers, loads, set_id)))
+        dbs = [
+            ("p1", lambda: plain_loads(env, servers, loads, 1, restic)),
+            ("pp", lambda: plain_loads(env, servers, loads, args.parallel, restic)),
+            ("sd", lambda: shipper_loads(env, servers, loads, set_id)),
+        ]
+        for key, work in dbs if index % 2 == 0 else list(reversed(dbs)):
+            times[key].append(timed(work))
         print(f"run {index + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
     m = {k: statistics.mean(v) for k, v in times.items()}
     print(
