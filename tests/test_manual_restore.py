@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Dict, List
@@ -13,6 +14,7 @@ from typing import Any, Dict, List
 import pytest
 import yaml
 
+from shipper.databases.base import scratch_name
 from tests.shipperenv import TOOLS, VENV_BIN, ShipperEnv
 
 pytestmark = pytest.mark.timeout(300)
@@ -235,3 +237,52 @@ def test_restore_of_latest_a_prefix_and_an_unknown_id(
         assert (tmp_path / ref / str(env.src)[1:] / "f").read_text() == "x"
     unknown = env.run("restore", "20991231T000000Z", "--target", str(tmp_path / "u"))
     assert unknown.returncode == 1 and "no set '20991231T000000Z'" in unknown.stderr
+
+
+def test_a_killed_load_leaves_nothing_under_a_new_name_and_a_replaced_database_whole(
+    shipper_env: ShipperEnv, mariadb_server: Any
+) -> None:
+    """restore-db killed mid-stream (SIGKILL): a database it was creating does not
+    exist, one it was replacing (--replace) still holds all its old rows."""
+    env = shipper_env
+    name = f"big_{uuid.uuid4().hex[:6]}"
+    mariadb_server.sql(f"CREATE DATABASE {name}")
+    mariadb_server.sql(f"CREATE TABLE {name}.t (id INT PRIMARY KEY, body VARCHAR(200))")
+    rows = 400000
+    mariadb_server.sql(
+        f"INSERT INTO t SELECT seq, CONCAT(SHA2(seq, 256), MD5(seq)) FROM seq_1_to_{rows}", name
+    )
+    entry = {**dataclasses.asdict(mariadb_server.config()), "databases": [name]}
+    env.write_config(databases={"enabled": True, "mariadb": [entry], "postgresql": []})
+    env.run("init", check=True)
+    set_id = json.loads(env.run("snapshot", "--json", check=True).stdout)["set_id"]
+    mariadb_server.sql(f"DELETE FROM {name}.t WHERE id > 10")  # 'now': 10 rows
+    try:
+        for args in (["--as", f"{name}_new"], ["--replace"]):
+            loading = env.popen("restore-db", set_id, f"mariadb:{name}", *args)
+            _wait_for_a_load_under_way(mariadb_server, loading)
+            loading.kill()
+            loading.wait()
+            time.sleep(0.5)  # the client dies with shipper (SIGTERM)
+            assert not mariadb_server.sql(f"SHOW DATABASES LIKE '{name}\\_new'")
+            assert mariadb_server.sql(f"SELECT COUNT(*) FROM {name}.t") == [(10,)]
+        # A re-run after the kills loads whole (the scratch left behind is dropped first).
+        env.run("restore-db", set_id, f"mariadb:{name}", "--as", f"{name}_new", check=True)
+        assert mariadb_server.sql(f"SELECT COUNT(*) FROM {name}_new.t") == [(rows,)]
+    finally:
+        for db in (name, f"{name}_new", scratch_name("load", name)):
+            mariadb_server.sql(f"DROP DATABASE IF EXISTS {db}")
+
+
+def _wait_for_a_load_under_way(server: Any, loading: subprocess.Popen) -> None:
+    """Until the loader made the table in its scratch database (the rows stream next)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert loading.poll() is None, "the load ended before it could be killed"
+        found = server.sql(
+            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE 'shipper\\_load\\_%'"
+        )
+        if found:
+            return
+        time.sleep(0.02)
+    raise AssertionError("no load under way after 60 s")
