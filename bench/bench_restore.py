@@ -23,7 +23,8 @@ plain restic does, and `restore-db` of a set id one more than plain (the
 manifest, which names every dump's snapshot; no listing).
 Prints the ratios (target: at most 1.05 x plain).
 Run as root: .venv/bin/python bench/bench_restore.py [--databases N --rows R
---pg-scale S --mariadb-mib M --files N --mib M --parallel P --runs K]
+--pg-scale S --mariadb-mib M --files N --mib M --parallel P --runs K
+--plain-no-lock]
 """
 
 from __future__ import annotations
