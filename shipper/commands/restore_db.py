@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from shipper.commands.context import Context, add_destination_argument
-from shipper.core import sets
-from shipper.slave import restore, restore_db
+from shipper.core.manifest import Dump
+from shipper.slave import restore_db
 from shipper.slave.restore_db import Load
 
 DESCRIPTION = (
@@ -71,16 +71,20 @@ def request(args: Any) -> restore_db.Request:
 
 def run(ctx: Context) -> int:
     restic = ctx.restic()
-    chosen = sets.find(sets.group(restic.snapshots()), ctx.args.set)
-    manifest = restore_db.ManifestOnce(restic, chosen)
+    chosen, manifest, dumps = restore_db.open_set(ctx.cfg, restic, ctx.args.set)
     try:
-        return _run(ctx, restic, chosen, manifest)
+        return _run(ctx, restic, chosen, manifest, dumps)
     finally:
         manifest.close()
 
 
-def _run(ctx: Context, restic: Any, chosen: Any, manifest: restore_db.ManifestOnce) -> int:
-    dumps = restore.listed_dumps(chosen)
+def _run(
+    ctx: Context,
+    restic: Any,
+    chosen: Any,
+    manifest: restore_db.ManifestOnce,
+    dumps: List[Dump],
+) -> int:
     loads = restore_db.plan(ctx.cfg, chosen, manifest.get, dumps, request(ctx.args))
     restore_db.refuse_live_replacements(loads, ctx.args.replace)
     results = []

@@ -751,9 +751,18 @@ class Restic:
         return self._run(args, ok_codes)
 
     @contextlib.contextmanager
-    def dump(self, snapshot: str, path: str) -> Iterator[IO[bytes]]:
-        """Stream one file of a snapshot; raises after the stream if restic failed."""
-        with self._spawn(["dump", snapshot, path], stdout=subprocess.PIPE) as running:
+    def dump(
+        self, snapshot: str, path: str, tags: Sequence[str] = (), lock: bool = True
+    ) -> Iterator[IO[bytes]]:
+        """Stream one file of a snapshot; raises after the stream if restic failed.
+
+        With `tags`, snapshot `latest` is the newest snapshot carrying all of them.
+        `lock=False` skips restic's shared lock (and its 200 ms wait): for small reads
+        whose failure under a concurrent prune is harmless.
+        """
+        args = ["dump", snapshot, path, *(["--tag", ",".join(tags)] if tags else [])]
+        args += [] if lock else ["--no-lock"]
+        with self._spawn(args, stdout=subprocess.PIPE) as running:
             assert running.process.stdout is not None
             yield running.process.stdout
             running.process.stdout.close()
@@ -761,8 +770,10 @@ class Restic:
         if code != 0:
             raise self._error(code, running, "dump")
 
-    def read_file(self, snapshot: str, path: str) -> bytes:
-        with self.dump(snapshot, path) as stream:
+    def read_file(
+        self, snapshot: str, path: str, tags: Sequence[str] = (), lock: bool = True
+    ) -> bytes:
+        with self.dump(snapshot, path, tags, lock) as stream:
             return stream.read()
 
     def ls(self, snapshot: str, paths: Sequence[str] = ()) -> List[Dict[str, Any]]:

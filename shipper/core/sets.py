@@ -27,6 +27,7 @@ NOTED_TAG = "shipper-noted"
 MANIFEST_PART = "manifest"
 FILES_PART = "files"
 MANIFEST_FILENAME = "shipper-manifest.json"
+SET_FOLDER = "set"  # under state_dir on the master: the manifest's folder in the files part
 
 COMPLETE = "complete"
 PARTIAL = "partial"

@@ -90,7 +90,7 @@ def is_repository_error(error: Exception) -> bool:
 
 def set_dir(cfg: Config) -> Path:
     """The folder that rides in every files part: the manifest and the settings export."""
-    return cfg.state / "set"
+    return cfg.state / sets.SET_FOLDER
 
 
 def manifest_path(cfg: Config) -> Path:

@@ -1,10 +1,11 @@
 """`shipper restore-db`: many databases of one set in one command, maybe into another server.
 
-One repository listing and one manifest read per command (the caller passes
-both in); each dump streams from `restic dump` into its loader, databases side
-by side (`databases.parallel`), each engine's globals before them and again
-after (grants on tables exist only then). Nothing is loaded when a load would
-replace a live database of the configured server without --replace.
+At most one repository listing and one manifest read per command (open_set);
+a set named by its full id needs no listing at all. Each dump streams from
+`restic dump` into its loader, databases side by side (`databases.parallel`),
+each engine's globals before them and again after (grants on tables exist
+only then). Nothing is loaded when a load would replace a live database of the
+configured server without --replace.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import json
 import os
 import stat
 import time
@@ -22,7 +24,7 @@ from shipper import databases
 from shipper.core import sets
 from shipper.core.errors import NotFound, Refused
 from shipper.core.manifest import OK, Dump, Manifest
-from shipper.core.restic import Restic, ResticError
+from shipper.core.restic import NoSnapshotFound, Restic, ResticError
 from shipper.slave import restore
 
 
@@ -71,11 +73,14 @@ class ManifestOnce:
     first loads stream (each load checks its digest when its stream ends), so its restic
     process overlaps theirs."""
 
-    def __init__(self, restic: Restic, chosen: sets.SnapshotSet):
+    def __init__(self, restic: Restic, chosen: sets.SnapshotSet, known: Optional[Manifest] = None):
         self.restic = restic
         self.chosen = chosen
         self._pool = concurrent.futures.ThreadPoolExecutor(1)
         self._future: Optional[concurrent.futures.Future] = None
+        if known is not None:  # read already (open_set): nothing left to start
+            self._future = concurrent.futures.Future()
+            self._future.set_result((known, []))
 
     def start(self) -> None:
         if self._future is None:
@@ -97,6 +102,58 @@ class ManifestOnce:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def open_set(
+    cfg: Any, restic: Restic, ref: str
+) -> Tuple[sets.SnapshotSet, ManifestOnce, List[Dump]]:
+    """The set `ref` names, its manifest (read once) and its dumps.
+
+    A full set id costs one restic process, not two: restic picks the set's
+    manifest snapshot by its tags and dumps the manifest, whose parts name
+    their snapshots; no listing. Anything else (`latest`, a prefix, a set
+    that manifest_by_tags cannot read) lists the sets; the manifest is then
+    read while the first loads stream.
+    """
+    if sets.is_set_id(ref):
+        manifest = manifest_by_tags(cfg, restic, ref)
+        if manifest is not None:
+            chosen = sets.SnapshotSet(ref)
+            return chosen, ManifestOnce(restic, chosen, manifest), manifest.dumps(chosen)
+    chosen = sets.find(sets.group(restic.snapshots()), ref)
+    return chosen, ManifestOnce(restic, chosen), restore.listed_dumps(chosen)
+
+
+def manifest_by_tags(cfg: Any, restic: Restic, set_id: str) -> Optional[Manifest]:
+    """Set `set_id`'s manifest without listing the repository, or None.
+
+    The newest snapshot tagged with the set and `manifest` holds it where the
+    master wrote it: under its state folder's set/ in the files part (this
+    machine's state_dir is taken for the master's), or at the root when it
+    was amended. None when restic finds no such snapshot or file there, or
+    the manifest lacks a dump's snapshot: the caller lists the sets. Errors
+    that are not about the set (unreachable, wrong password) are raised.
+    """
+    tags = (f"{sets.SET_TAG}:{set_id}", f"{sets.PART_TAG}:{sets.MANIFEST_PART}")
+    guess = cfg.state / sets.SET_FOLDER / sets.MANIFEST_FILENAME
+    for path in (str(guess), "/" + sets.MANIFEST_FILENAME):
+        try:
+            # Unlocked: a prune that removes the set meanwhile fails the (locked) loads.
+            document = json.loads(restic.read_file("latest", path, tags, lock=False))
+        except NoSnapshotFound:
+            return None  # no such set, or it never finished
+        except ResticError as exc:
+            if type(exc) is not ResticError:  # not "no such file": the repository's trouble
+                raise
+            continue
+        except ValueError:
+            return None
+        manifest = Manifest.from_json(document)
+        parts = [p for p in manifest.parts if p.outcome == OK and p.is_dump]
+        if manifest.set != set_id or any(not p.snapshot for p in parts):
+            return None
+        return manifest
+    return None
 
 
 def plan(
