@@ -1,0 +1,209 @@
+"""What a running warm standby does and tells: real restic, the real CLI, real SMTP and webhook sinks.
+
+One site (a master's files, no databases: tests/test_standby.py has those)
+and one flow: the master's cron jobs are held aside by every apply and put
+in place, exactly, by promote; post-apply hooks run after each apply and a
+failing one is a warning; a failed apply is emailed once and its recovery
+once, with the standby's gauges in the metrics file; promote --dry-run's
+expected duration is "unknown" until an apply measured a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+import yaml
+
+from tests.shipperenv import VENV_BIN, ShipperEnv, mutate_dataset
+from tests.sinks import SmtpSink, WebhookSink, email_text, notify_settings
+from tests.test_promote import Master, Slave, file_state
+
+
+class Site:
+    def __init__(self, base: Path):
+        self.master = Master(ShipperEnv(base))
+        self.master.build()
+        self.cron = self.master.etc / "cron.d"
+        self.cron.mkdir()
+        (self.cron / "app-report").write_text("17 * * * * root /usr/local/bin/app-report\n")
+        (self.cron / "app-purge").write_text("*/5 * * * * app /usr/local/bin/purge\n")
+        (self.cron / "app-purge").chmod(0o600)
+        self.slave = self.new_slave()
+
+    def new_slave(self, **changes: Any) -> Slave:
+        slave = self.master.slave()
+        settings = yaml.safe_load(slave.config.read_text())
+        hooks = slave.base / "hooks"
+        (hooks / "post-apply.d").mkdir(parents=True)
+        settings["hooks"] = {"dirs": [str(self.master.env.hooks), str(hooks)], "timeout": 30}
+        settings["standby"] = {"enabled": True, "root": str(slave.root), "hold": [str(self.cron)]}
+        settings.update(changes)
+        slave.config.write_text(yaml.safe_dump(settings, sort_keys=False))
+        # The slave's own cron job, where the master keeps its own.
+        own = slave.path(self.cron) / "slave-own"
+        own.parent.mkdir(parents=True, exist_ok=True)
+        own.write_text("0 3 * * * root /usr/local/bin/slave-only\n")
+        return slave
+
+    def edit(self, **changes: Any) -> None:
+        settings = yaml.safe_load(self.slave.config.read_text())
+        for key, value in changes.items():
+            if isinstance(value, dict):
+                settings[key] = {**(settings.get(key) or {}), **value}
+            else:
+                settings[key] = value
+        self.slave.config.write_text(yaml.safe_dump(settings, sort_keys=False))
+
+    def shipper(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(VENV_BIN / "shipper"), *args],
+            env=self.slave.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def apply(self) -> subprocess.CompletedProcess:
+        return self.shipper("standby", "apply")
+
+    def record(self) -> Dict[str, Any]:
+        return json.loads((self.slave.state / "standby.json").read_text())
+
+    def plan(self) -> Dict[str, Any]:
+        done = self.shipper("promote", "--root", str(self.slave.root), "--dry-run", "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout[done.stdout.index("{") :])
+
+    def dry_run_text(self) -> str:
+        done = self.shipper("promote", "--root", str(self.slave.root), "--dry-run")
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def held_state(self) -> Dict[str, Any]:
+        return file_state(self.slave.path(self.cron))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    made = Site(tmp_path_factory.mktemp("standbyops"))
+    made.master.take("first")
+    return made
+
+
+def test_held_cron_jobs_never_land_on_the_standby_and_promote_puts_them_exactly(
+    site: Site,
+) -> None:
+    master, slave = site.master, site.slave
+    cold = site.plan()
+    assert cold["route"] == "cold"
+    assert cold["expected"]["seconds"] is None and "unknown" in cold["expected"]["basis"]
+    assert "expected duration: unknown" in site.dry_run_text()
+
+    done = site.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert site.record()["state"] == "applied"
+    # Everything else is in place; the cron folder is the slave's own, untouched.
+    assert file_state(slave.path(master.app)) == file_state(master.app)
+    assert sorted(p.name for p in slave.path(site.cron).iterdir()) == ["slave-own"]
+
+    mutate_dataset(master.app, percent=10, seed=11)
+    (site.cron / "app-report").write_text("42 * * * * root /usr/local/bin/app-report --all\n")
+    second = master.take("second")
+    plan = site.plan()
+    assert plan["route"] == "delta" and plan["held"] == []
+    assert plan["expected"]["seconds"] is not None
+    assert "measured by the apply of set" in plan["expected"]["basis"]
+    assert site.apply().returncode == 0
+    assert sorted(p.name for p in slave.path(site.cron).iterdir()) == ["slave-own"]
+
+    plan = site.plan()
+    assert plan["route"] == "standby" and plan["set_id"] == second
+    assert plan["held"] == [str(site.cron)] and "held" in plan["steps"]
+    assert plan["steps"].index("held") == len(plan["steps"]) - 2  # just before the role
+    text = site.dry_run_text()
+    assert "put in place what the standby held aside (cron jobs)" in text
+    assert "expected duration: about" in text
+
+    slave.promote("--yes", check=True)
+    assert site.held_state() == file_state(site.cron)  # exactly the master's: slave-own is gone
+    slave.assert_promoted_to("second")
+    report = json.loads((slave.state / "last-promote.json").read_text())
+    held = next(step for step in report["steps"] if step["name"] == "held")
+    assert held["status"] == "done" and held["detail"]["paths"] == [str(site.cron)]
+    assert held["detail"]["files_deleted"] == 1  # slave-own
+
+
+def test_post_apply_hooks_run_after_each_apply_and_a_failing_one_warns(site: Site) -> None:
+    site.slave = site.new_slave()
+    hooks = site.slave.base / "hooks" / "post-apply.d"
+    mark = hooks / "10-reload"
+    mark.write_text(
+        '#!/bin/sh\necho "$SHIPPER_PHASE $SHIPPER_SET_ID $SHIPPER_ROLE" >> "$SHIPPER_ROOT/applied"\n'
+    )
+    mark.chmod(0o755)
+    done = site.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    newest = site.record()["set"]
+    assert (site.slave.root / "applied").read_text() == f"post-apply {newest} slave\n"
+    assert "post-apply hooks: 10-reload" in done.stdout
+    assert site.apply().returncode == 0  # already applied: the hook does not run again
+    assert (site.slave.root / "applied").read_text().count("\n") == 1
+
+    broken = hooks / "20-broken"
+    broken.write_text("#!/bin/sh\necho 'reload failed: bad config' >&2\nexit 4\n")
+    broken.chmod(0o755)
+    (site.master.app / "new.txt").write_text("a change\n")
+    newer = site.master.take("hooked")
+    done = site.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "WARNING: post-apply hook" in done.stdout and "20-broken" in done.stdout
+    record = site.record()
+    assert (
+        record["state"] == "applied" and record["set"] == newer and "20-broken" in record["warning"]
+    )
+    report = json.loads(site.shipper("status", "--json").stdout)
+    assert any(p["level"] == "WARNING" and "20-broken" in p["text"] for p in report["problems"]), (
+        report["problems"]
+    )
+    assert site.plan()["route"] == "standby"  # the set is in place all the same
+    broken.unlink()
+
+
+def test_a_failed_apply_is_told_once_and_its_recovery_once(
+    site: Site, smtp_sink: SmtpSink, webhook_sink: WebhookSink
+) -> None:
+    metrics = site.slave.base / "metrics.prom"
+    site.slave = site.new_slave()
+    site.edit(notify={**notify_settings(smtp_sink, webhook_sink), "metrics_file": str(metrics)})
+    assert site.apply().returncode == 0
+    text = metrics.read_text()
+    assert "shipper_standby_last_apply_success 1" in text
+    assert "shipper_standby_applied_set_age_seconds " in text
+    assert "shipper_standby_apply_duration_seconds " in text
+    assert smtp_sink.messages == []  # a first success is no recovery
+
+    (site.master.app / "later.txt").write_text("later\n")
+    site.master.take("later")
+    blocker = site.slave.base / "not-a-folder"
+    blocker.write_text("x\n")
+    site.edit(standby={"root": str(blocker)})
+    for _ in range(2):
+        failed = site.apply()
+        assert failed.returncode == 1 and "nothing was changed" in failed.stderr
+        assert "Traceback" not in failed.stderr
+    message = smtp_sink.wait_for("standby apply failed")
+    assert "not-a-folder" in email_text(message)
+    assert webhook_sink.wait_for("/ping/fail")["body"]["about"] == "standby"
+    assert len(smtp_sink.messages) == 1  # the same error again is not news
+    assert "shipper_standby_last_apply_success 0" in metrics.read_text()
+
+    site.edit(standby={"root": str(site.slave.root)})
+    assert site.apply().returncode == 0
+    smtp_sink.wait_for("standby applies work again", after=1)
+    assert webhook_sink.wait_for("/ping/success")["body"]["about"] == "standby"
+    assert len(smtp_sink.messages) == 2
+    assert "shipper_standby_last_apply_success 1" in metrics.read_text()
