@@ -30,9 +30,20 @@ DESTINATION_EVERY = 900  # seconds between two looks at the destinations from th
 
 
 def track(
-    cfg: Config, state: Dict[str, Any], key: str, error: str, subject: str, lines: List[str]
+    cfg: Config,
+    state: Dict[str, Any],
+    key: str,
+    error: str,
+    subject: str,
+    lines: List[str],
+    cause: str = "",
 ) -> None:
-    """One look at a watch: `error` '' is healthy; tells on transitions (see the module doc)."""
+    """One look at a watch: `error` '' is healthy; tells on transitions (see the module doc).
+
+    `cause` says what is wrong without what changes at each look (an age),
+    to judge whether the error changed; the error itself by default.
+    """
+    cause = cause or error
     watches = state.setdefault("watches", {})
     entry = watches.get(key) or {}
     was_failing = bool(entry.get("failing"))
@@ -45,13 +56,13 @@ def track(
         emailed = entry.get("emailed")
         if (
             emailed is None
-            or error != entry.get("error")
+            or cause != entry.get("cause", entry.get("error"))
             or (repeat is not None and now - float(emailed) >= repeat)
         ):
             body = [*lines, "", f"Error: {error}"]
             send(cfg, Event("failing", subject=subject, body="\n".join(body), about=key))
             entry["emailed"] = now
-        entry["error"] = error
+        entry["error"], entry["cause"] = error, cause
     elif was_failing:
         since = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(float(entry["since"])))
         body = [
@@ -105,9 +116,9 @@ def watch_destinations(cfg: Config, views: List[Any], crit_at: int, at: float) -
         newest = entry.get("newest_set_time")
         age = None if newest is None else max(0.0, at - float(newest))
         seen[view.name] = entry
-        error = ""
+        error, cause = "", "stale"
         if age is None and view.error is None:
-            error = f"destination {view.name} has no complete set"
+            error = cause = f"destination {view.name} has no complete set"
         elif age is not None and age > crit_at:
             error = (
                 f"destination {view.name}: the newest complete set there is "
@@ -122,7 +133,7 @@ def watch_destinations(cfg: Config, views: List[Any], crit_at: int, at: float) -
             "fails is in the snapshot's log (`journalctl -u shipper.service`).",
         ]
         subject = f"destination {view.name} is " + ("stale" if error else "up to date again")
-        track(cfg, state, f"destination:{view.name}", error, subject, lines)
+        track(cfg, state, f"destination:{view.name}", error, subject, lines, cause)
     for gone in set(seen) - {view.name for view in views}:
         seen.pop(gone)
     state["destinations_checked"] = at
