@@ -11,9 +11,12 @@ expected duration is "unknown" until an apply measured a speed.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 import yaml
@@ -207,3 +210,163 @@ def test_a_failed_apply_is_told_once_and_its_recovery_once(
     assert webhook_sink.wait_for("/ping/success")["body"]["about"] == "standby"
     assert len(smtp_sink.messages) == 2
     assert "shipper_standby_last_apply_success 1" in metrics.read_text()
+
+
+# ---------------------------------------------------------------- two hosts
+
+
+CHURN = """
+import os, sys, time
+folder = sys.argv[1]
+os.makedirs(folder, exist_ok=True)
+n = 0
+while True:
+    with open(os.path.join(folder, f"f{n % 50:02d}.txt"), "w") as out:
+        out.write(f"churn {n}\\n" * (n % 200))
+    n += 1
+    time.sleep(0.01)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.netns
+def test_a_standby_follows_sets_under_load_and_promotes_exactly(
+    two_hosts: Any, make_postgresql_server: Any, tmp_path: Path
+) -> None:
+    """Master and slave in two network namespaces; the slave's daemon follows the sets
+    taken under pgbench and a file churner, then promote uses the current standby."""
+    from tests.test_promote_e2e import (
+        Side,
+        pg_state,
+        server_settings,
+        take_set,
+    )
+
+    master = Side(two_hosts.master, tmp_path / "master")
+    slave = Side(two_hosts.slave, tmp_path / "slave")
+    pg_m = make_postgresql_server(netns=master.host.name)
+    pg_s = make_postgresql_server(netns=slave.host.name)
+    daemon = None
+    try:
+        top, root = master.base / "tree", slave.base / "root"
+        pair(master, slave, tmp_path)
+        fill(top, pg_m)
+        cron = top / "etc" / "cron.d"
+        master.edit(
+            lambda s: s.update(
+                paths=[str(top / "srv"), str(top / "etc")],
+                databases={"postgresql": [server_settings(pg_m, ["pgbench"])]},
+            )
+        )
+        own = root / str(cron).lstrip("/") / "slave-own"
+        own.parent.mkdir(parents=True)
+        own.write_text("0 3 * * * root /usr/local/bin/slave-only\n")
+        slave.edit(
+            lambda s: s.update(
+                databases={"postgresql": [server_settings(pg_s, ["all"])]},
+                standby={"enabled": True, "root": str(root), "hold": [str(cron)]},
+            )
+        )
+        log = slave.base / "daemon.log"
+        with open(log, "w") as out:
+            daemon = slave.host.popen(
+                [str(VENV_BIN / "shipper"), "daemon", "--check-interval", "0.5"],
+                env=slave.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        record = slave.base / "state" / "standby.json"
+
+        def applied(set_id: str) -> None:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                data = json.loads(record.read_text()) if record.exists() else {}
+                if data.get("set") == set_id and data.get("state") == "applied":
+                    return
+                time.sleep(0.5)
+            raise AssertionError(f"set {set_id} not applied; the daemon's log:\n{log.read_text()}")
+
+        load = start_churn(master, top, pg_m)
+        followed = []
+        try:
+            for _ in range(3):
+                followed.append(take_set(master))
+                applied(followed[-1])
+                assert sorted(p.name for p in own.parent.iterdir()) == ["slave-own"]
+        finally:
+            for process in load:
+                process.kill()
+                process.wait()
+        final = take_set(master)
+        final_files, final_rows = file_state(top), pg_state(pg_m)
+        assert final_rows[4] > 0, "pgbench wrote no history: the load did not run"
+        applied(final)
+        assert len(set(followed)) == 3
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        daemon = None
+
+        assert sorted(p.name for p in own.parent.iterdir()) == ["slave-own"]  # never in place
+        dry_run = slave.shipper("promote", "--dry-run", "--json", "--root", str(root)).stdout
+        dry = json.loads(dry_run[dry_run.index("{") :])
+        assert dry["route"] == "standby" and dry["set_id"] == final and dry["held"] == [str(cron)]
+        done = slave.shipper("promote", "--yes", "--root", str(root))
+        assert f"promote of set {final}: PROMOTED" in done.stdout, done.stdout
+        got = file_state(root / str(top).lstrip("/"))
+        got.pop("."), final_files.pop(".")
+        assert got == final_files  # the held cron jobs included: exactly the master's
+        assert file_state(own.parent) == file_state(cron)
+        assert pg_state(pg_s) == final_rows
+    finally:
+        if daemon is not None:
+            daemon.kill()
+            daemon.wait()
+        pg_m.stop()
+        pg_s.stop()
+
+
+def pair(master: Any, slave: Any, tmp_path: Path) -> None:
+    """`shipper setup slave` and `setup master`, as an operator would (no service manager)."""
+    from tests.shipperenv import write_secret
+
+    password = write_secret(tmp_path / "shared-password", "the one shared secret")
+    setup = slave.shipper(
+        "setup", "slave", "--password-file", str(password), "--etc-dir", str(slave.etc),
+        "--state-dir", str(slave.base / "state"), "--repo-dir", str(slave.base / "repo"),
+        "--listen", f"{slave.host.address}:8000", "--name", slave.host.address,
+        "--service-manager", "none", "--json",
+    )  # fmt: skip
+    master.shipper(
+        "setup", "master", "--password-file", str(password), "--etc-dir", str(master.etc),
+        "--state-dir", str(master.base / "state"), "--slave", f"{slave.host.address}:8000",
+        "--fingerprint", json.loads(setup.stdout)["fingerprint"], "--service-manager", "none",
+        "--no-first-set",
+    )  # fmt: skip
+
+
+def fill(top: Path, pg: Any) -> None:
+    from tests.shipperenv import make_dataset
+
+    make_dataset(top / "srv" / "app", files=200, mib=2)
+    (top / "etc" / "cron.d").mkdir(parents=True)
+    (top / "etc" / "cron.d" / "app-report").write_text("17 * * * * root /usr/local/bin/report\n")
+    (top / "etc" / "app.conf").write_text("db = pgbench\n")
+    pg.sql("CREATE ROLE pgapp LOGIN PASSWORD 'pgapp secret'")
+    pg.sql("CREATE DATABASE pgbench OWNER pgapp")
+    subprocess.run(
+        ["pgbench", "-i", "-q", "-s", "1", "-h", pg.socket, "-p", str(pg.port), "-U", "pgapp",
+         "pgbench"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def start_churn(master: Any, top: Path, pg: Any) -> List[subprocess.Popen]:
+    pgbench = ["pgbench", "-n", "-c", "2", "-j", "1", "-T", "900", "-h", pg.socket, "-p",
+               str(pg.port), "-U", "pgapp", "pgbench"]  # fmt: skip
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    return [
+        master.host.popen(pgbench, **quiet),
+        master.host.popen(
+            [sys.executable, "-c", CHURN, str(top / "srv" / "app" / "churn")], **quiet
+        ),
+    ]
