@@ -43,13 +43,15 @@ class Site:
         hooks = slave.base / "hooks"
         (hooks / "post-apply.d").mkdir(parents=True)
         settings["hooks"] = {"dirs": [str(self.master.env.hooks), str(hooks)], "timeout": 30}
-        settings["standby"] = {"enabled": True, "root": str(slave.root), "hold": [str(self.cron)]}
+        hold = [str(self.cron), str(self.master.etc / "anacrontab")]  # the set has no anacrontab
+        settings["standby"] = {"enabled": True, "root": str(slave.root), "hold": hold}
         settings.update(changes)
         slave.config.write_text(yaml.safe_dump(settings, sort_keys=False))
         # The slave's own cron job, where the master keeps its own.
         own = slave.path(self.cron) / "slave-own"
         own.parent.mkdir(parents=True, exist_ok=True)
         own.write_text("0 3 * * * root /usr/local/bin/slave-only\n")
+        slave.path(self.master.etc / "anacrontab").write_text("1 5 slave.daily run-parts\n")
         return slave
 
     def edit(self, **changes: Any) -> None:
@@ -125,7 +127,9 @@ def test_held_cron_jobs_never_land_on_the_standby_and_promote_puts_them_exactly(
 
     plan = site.plan()
     assert plan["route"] == "standby" and plan["set_id"] == second
-    assert plan["held"] == [str(site.cron)] and "held" in plan["steps"]
+    anacrontab = master.etc / "anacrontab"
+    assert plan["held"] == [str(anacrontab), str(site.cron)] and "held" in plan["steps"]
+    assert slave.path(anacrontab).exists()  # the slave's own, kept by every apply
     assert plan["steps"].index("held") == len(plan["steps"]) - 2  # just before the role
     text = site.dry_run_text()
     assert "put in place what the standby held aside (cron jobs)" in text
@@ -136,8 +140,9 @@ def test_held_cron_jobs_never_land_on_the_standby_and_promote_puts_them_exactly(
     slave.assert_promoted_to("second")
     report = json.loads((slave.state / "last-promote.json").read_text())
     held = next(step for step in report["steps"] if step["name"] == "held")
-    assert held["status"] == "done" and held["detail"]["paths"] == [str(site.cron)]
-    assert held["detail"]["files_deleted"] == 1  # slave-own
+    assert held["status"] == "done" and held["detail"]["paths"] == plan["held"]
+    assert held["detail"]["files_deleted"] == 2  # slave-own, and the anacrontab the set lacks
+    assert not slave.path(anacrontab).exists()
 
 
 def test_post_apply_hooks_run_after_each_apply_and_a_failing_one_warns(site: Site) -> None:

@@ -11,6 +11,7 @@ are written with the state.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any, Dict, List, Optional
 
@@ -89,7 +90,9 @@ def standby_failed(cfg: Config, error: str) -> None:
         "What to do: read the error below and `journalctl -u shipper.service`, fix the cause,",
         "then run `shipper standby apply` and check `shipper status`.",
     ]
-    track(cfg, state, STANDBY, error, "standby apply failed", lines)
+    # The same failure at the next set is not news: judge it without the set ids.
+    cause = re.sub(r"\b\d{8}T\d{6}Z\b", "SET", error)
+    track(cfg, state, STANDBY, error, "standby apply failed", lines, cause)
     save_state(cfg, state)
 
 

@@ -144,9 +144,9 @@ def test_destination_gauges_carry_the_destination_label(make_config, told) -> No
 
 def test_standby_failures_follow_the_snapshot_rules(make_config, told) -> None:
     cfg = make_config("notify:\n  repeat_after: 3600\n")
-    watches.standby_failed(cfg, "apply of set X failed: disk full")
-    watches.standby_failed(cfg, "apply of set X failed: disk full")
-    assert mails(told) == ["failing: standby apply failed"]
+    watches.standby_failed(cfg, "apply of set 20261201T100000Z failed: disk full")
+    watches.standby_failed(cfg, "apply of set 20261201T110000Z failed: disk full")
+    assert mails(told) == ["failing: standby apply failed"]  # the same cause at the next set
     watches.standby_failed(cfg, "apply of set Y failed: read-only")
     assert len(mails(told)) == 2  # another error is news
     watches.standby_applied(cfg, state.StandbyRecord(set="Y", state=state.APPLIED))
