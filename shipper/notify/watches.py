@@ -120,9 +120,11 @@ def watch_destinations(cfg: Config, views: List[Any], crit_at: int, at: float) -
         age = None if newest is None else max(0.0, at - float(newest))
         seen[view.name] = entry
         error, cause = "", "stale"
-        if age is None and view.error is None:
-            error = cause = f"destination {view.name} has no complete set"
-        elif age is not None and age > crit_at:
+        if age is None:  # looked at after a snapshot: the primary has a set, this one none
+            error = cause = f"destination {view.name} has no complete set" + (
+                f"; it does not answer: {view.error}" if view.error else ""
+            )
+        elif age > crit_at:
             error = (
                 f"destination {view.name}: the newest complete set there is "
                 f"{describe_duration(age)} old, past max_age ({describe_duration(crit_at)})"
@@ -151,7 +153,10 @@ def check_destinations(cfg: Config, every: Optional[int] = None) -> None:
     last = load_state(cfg).get("destinations_checked")
     if every is not None and last is not None and time.time() - float(last) < every:
         return
-    crit_at = cron.max_age(cfg)
-    at = time.time()
-    views = destination_status.views(cfg, at, int(crit_at * 2 / 3), crit_at)
-    watch_destinations(cfg, views, crit_at, at)
+    try:
+        crit_at = cron.max_age(cfg)
+        at = time.time()
+        views = destination_status.views(cfg, at, int(crit_at * 2 / 3), crit_at)
+        watch_destinations(cfg, views, crit_at, at)
+    except Exception as exc:  # telling must never fail the run that asked
+        log.warning("cannot look at the destinations: %s: %s", type(exc).__name__, exc)
