@@ -287,6 +287,7 @@ def test_a_standby_follows_sets_under_load_and_promotes_exactly(
             while time.monotonic() < deadline:
                 data = json.loads(record.read_text()) if record.exists() else {}
                 if data.get("set") == set_id and data.get("state") == "applied":
+                    print(f"applied {set_id} in {data['seconds']:.1f}s")
                     return
                 time.sleep(0.5)
             raise AssertionError(f"set {set_id} not applied; the daemon's log:\n{log.read_text()}")
@@ -315,8 +316,11 @@ def test_a_standby_follows_sets_under_load_and_promotes_exactly(
         dry_run = slave.shipper("promote", "--dry-run", "--json", "--root", str(root)).stdout
         dry = json.loads(dry_run[dry_run.index("{") :])
         assert dry["route"] == "standby" and dry["set_id"] == final and dry["held"] == [str(cron)]
+        clock = time.monotonic()
         done = slave.shipper("promote", "--yes", "--root", str(root))
+        took = time.monotonic() - clock
         assert f"promote of set {final}: PROMOTED" in done.stdout, done.stdout
+        print(f"promote: expected {dry['expected']}, took {took:.1f}s")
         got = file_state(root / str(top).lstrip("/"))
         got.pop("."), final_files.pop(".")
         assert got == final_files  # the held cron jobs included: exactly the master's

@@ -248,6 +248,8 @@ def apply_newest(cfg: Config, restic: Restic, say: Say = lambda line: None) -> s
 
 def hold_services(cfg: Config, say: Say) -> None:
     """Before anything changes: promote.services stopped and disabled (see promote/services.py)."""
+    if not cfg.promote.services:
+        return
     try:
         say(f"services: {services.hold(cfg.promote.services, cfg.standby.root)}")
     except services.ServiceFailed as exc:

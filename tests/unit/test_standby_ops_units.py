@@ -167,3 +167,16 @@ def test_the_estimate_is_unknown_without_a_measure_and_scaled_with_one(make_conf
         "files", 50 << 20, speeds.files_bytes, speeds.files_seconds, speeds.files_from
     )
     assert seconds == pytest.approx(5.0) and "apply of set A" in text
+
+
+def test_an_apply_whose_services_will_not_stop_changes_nothing_and_is_told(
+    make_config, systemctl: Path, told
+) -> None:
+    from shipper.slave import standby
+
+    cfg = make_config("standby: {enabled: true}\npromote: {services: [stuck.service]}\n")
+    with pytest.raises(standby.ApplyFailed, match="nothing was changed"):
+        standby.apply_newest(cfg, restic=None)  # type: ignore[arg-type]  # never reached
+    assert calls(systemctl) == ["cat -- stuck.service", "disable --now -- stuck.service"]
+    assert "stuck.service" in state.standby_record(cfg.state).error
+    assert mails(told) == ["failing: standby apply failed"]
