@@ -60,7 +60,7 @@ def expected(cfg: Config, plan: Plan) -> Dict[str, Any]:
     seconds: Optional[float] = None
     if files[0] is not None and loads[0] is not None:
         seconds = round(max(files[0], loads[0]) + (hooks or 0.0), 1)
-    return {"seconds": seconds, "basis": "; ".join(basis)}
+    return {"seconds": seconds, "basis": "; ".join(basis), "plus_hooks": hooks is None}
 
 
 def _part(
@@ -89,4 +89,6 @@ def _hooks_seconds(cfg: Config) -> Optional[float]:
 def line(expected_: Dict[str, Any]) -> str:
     seconds = expected_.get("seconds")
     took = "unknown" if seconds is None else f"about {describe_duration(seconds)}"
+    if seconds is not None and expected_.get("plus_hooks"):
+        took += " plus the hooks"
     return f"  expected duration: {took} ({expected_.get('basis') or 'nothing measured'})"
