@@ -32,8 +32,9 @@ def record(folder: Any, what: str, files: Tuple[int, float], loads: Tuple[int, f
     state.save_speeds(folder, speeds)
 
 
-def expected(cfg: Config, plan: Plan) -> Dict[str, Any]:
-    """{"seconds": float or None (unknown), "basis": what it rests on}."""
+def expected(cfg: Config, plan: Plan, checks: float = 0.0) -> Dict[str, Any]:
+    """{"seconds": float or None (unknown), "basis": what it rests on}; `checks` is
+    what this run's preflight and plan took, which the promote does again."""
     speeds = state.speeds(cfg.state)
     to_write = 0
     if plan.files_snapshot and plan.changes is not None and FILES not in plan.done:
@@ -54,12 +55,14 @@ def expected(cfg: Config, plan: Plan) -> Dict[str, Any]:
         )
     if not to_write and not to_load:
         basis.insert(0, "no files or databases to restore")
+    if checks:
+        basis.append(f"preflight and plan {checks:.1f}s (as now)")
     record = state.standby_record(cfg.state)
     if record.seconds and plan.route != "cold":
         basis.append(f"the last apply (set {record.last_good}) took {record.seconds:.1f}s")
     seconds: Optional[float] = None
     if files[0] is not None and loads[0] is not None:
-        seconds = round(max(files[0], loads[0]) + (hooks or 0.0), 1)
+        seconds = round(checks + max(files[0], loads[0]) + (hooks or 0.0), 1)
     return {"seconds": seconds, "basis": "; ".join(basis), "plus_hooks": hooks is None}
 
 

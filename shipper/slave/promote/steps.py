@@ -74,7 +74,7 @@ class Promotion(Preflight):
         plan.steps[-1:-1] = extra  # after the hooks, before the role
         done = set(plan.done) | set(self._done(plan))
         plan.done = [step for step in plan.steps if step in done]
-        plan.expected = estimate.expected(self.cfg, plan)
+        plan.expected = estimate.expected(self.cfg, plan, time.monotonic() - self.clock)
         return plan
 
     def _done(self, plan: Plan) -> List[str]:
