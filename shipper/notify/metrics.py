@@ -138,8 +138,12 @@ def standby_lines(cfg: Config, at: float) -> List[str]:
     when = _set_time(applied or "")
     out = _family(
         "shipper_standby_applied_set_age_seconds",
-        "Age of the set the standby last applied and verified.",
+        "Age of the set the standby last applied and verified, when this file was written.",
         [] if when is None else [f"shipper_standby_applied_set_age_seconds {_number(at - when)}"],
+    ) + _family(
+        "shipper_standby_applied_set_timestamp_seconds",
+        "Time of the set the standby last applied and verified (Unix time).",
+        [] if when is None else [f"shipper_standby_applied_set_timestamp_seconds {_number(when)}"],
     )
     if record.set:
         ok = int(record.applied and not record.error)
@@ -166,19 +170,33 @@ def destination_lines(seen: Dict[str, Any], at: float) -> List[str]:
         for name in names
         if seen[name].get("newest_set_time") is not None
     ]
+    times = [
+        f'shipper_destination_newest_set_timestamp_seconds{{destination="{_label(name)}"}} '
+        + _number(float(seen[name]["newest_set_time"]))
+        for name in names
+        if seen[name].get("newest_set_time") is not None
+    ]
     reachable = [
         f'shipper_destination_reachable{{destination="{_label(name)}"}} '
         f"{int(bool(seen[name].get('reachable')))}"
         for name in names
     ]
-    return _family(
-        "shipper_destination_newest_set_age_seconds",
-        "Age of the newest complete set at a copy destination when it was last looked at.",
-        ages,
-    ) + _family(
-        "shipper_destination_reachable",
-        "1 if the copy destination answered when looked at.",
-        reachable,
+    return (
+        _family(
+            "shipper_destination_newest_set_age_seconds",
+            "Age of the newest complete set at a copy destination, when this file was written.",
+            ages,
+        )
+        + _family(
+            "shipper_destination_newest_set_timestamp_seconds",
+            "Time of the newest complete set at a copy destination (Unix time).",
+            times,
+        )
+        + _family(
+            "shipper_destination_reachable",
+            "1 if the copy destination answered when looked at.",
+            reachable,
+        )
     )
 
 

@@ -138,6 +138,7 @@ def test_destination_gauges_carry_the_destination_label(make_config, told) -> No
     text = metrics.metrics_text(cfg, told[-1].state or {}, at=now)
     assert 'shipper_destination_newest_set_age_seconds{destination="offsite"} 1' in text
     assert 'shipper_destination_reachable{destination="offsite"} 1' in text
+    assert 'shipper_destination_newest_set_timestamp_seconds{destination="offsite"} 1' in text
     assert 'shipper_destination_reachable{destination="cold"} 0' in text
     assert 'shipper_destination_newest_set_age_seconds{destination="cold"}' not in text
 
