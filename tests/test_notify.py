@@ -6,6 +6,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from shipper import notify
 from shipper.core import config
@@ -188,3 +189,52 @@ def test_metrics_text_is_prometheus_exposition(tmp_path: Path) -> None:
     assert "shipper_stale 0" in text
     for line in text.splitlines():
         assert line.startswith("#") or re.match(r"^[a-z_]+(\{[^}]*\})? -?[0-9.e+]+$", line), line
+
+
+def test_a_destination_without_sets_is_told_once_and_when_it_catches_up(
+    shipper_env: ShipperEnv,
+    rest_server: RestServer,
+    seaweedfs: Any,
+    smtp_sink: SmtpSink,
+    webhook_sink: WebhookSink,
+) -> None:
+    """A real SeaweedFS bucket, first unreachable then up: its gauges, one email each way."""
+    from tests.shipperenv import free_port
+    from tests.test_destinations import offsite
+
+    env = shipper_env
+    env.make_dataset(files=20, mib=1)
+    metrics = env.base / "shipper.prom"
+    bucket = seaweedfs.new_bucket()
+    creds = env.base / "creds"
+    down = offsite(seaweedfs, creds, bucket, endpoint=f"http://127.0.0.1:{free_port()}")
+    env.write_config(
+        repository={"url": rest_server.url + "master/"},
+        destinations=[down],
+        notify=notify_settings(smtp_sink, webhook_sink, metrics_file=str(metrics)),
+    )
+    assert env.run("init").returncode == 0
+    for _ in range(2):
+        assert env.run("snapshot").returncode == 0
+    message = smtp_sink.wait_for("destination offsite is stale")
+    assert "has no complete set; it does not answer" in email_text(message)
+    failing = webhook_sink.wait_until(
+        lambda call: call["body"].get("about") == "destination:offsite", 30
+    )
+    assert failing["path"] == "/ping/fail" and failing["body"]["event"] == "failing"
+    assert [m["Subject"] for m in smtp_sink.messages if "offsite" in str(m["Subject"])] == [
+        message["Subject"]
+    ]  # the second look, still failing the same way, is not news
+    values = _metrics(metrics)
+    assert values['shipper_destination_reachable{destination="offsite"}'] == 0
+    assert 'shipper_destination_newest_set_age_seconds{destination="offsite"}' not in values
+
+    env.write_config(destinations=[offsite(seaweedfs, creds, bucket)])
+    assert env.run("snapshot").returncode == 0
+    smtp_sink.wait_for("destination offsite is up to date again")
+    calls = len(webhook_sink.calls)
+    recovered = [c for c in webhook_sink.calls[:calls] if c["body"].get("event") == "recovery"]
+    assert [c["path"] for c in recovered] == ["/ping/success"]
+    values = _metrics(metrics)
+    assert values['shipper_destination_reachable{destination="offsite"}'] == 1
+    assert values['shipper_destination_newest_set_age_seconds{destination="offsite"}'] < 60

@@ -37,6 +37,7 @@ def run(ctx: Context) -> int:
     result = taken.result
     progress.finish()
     copied = copies.copy_all(cfg, ctx.restic()) if result.status != sets.INCOMPLETE else []
+    notify.check_destinations(cfg)  # each destination's gauges; a stale one is told once
     data = {**result.to_json(), "destinations": [c.to_json() for c in copied]}
     lines = [summary_line(result), *vanished_lines(result)]
     ctx.out.result(data, lines + [c.line() for c in copied if not c.error])

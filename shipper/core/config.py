@@ -143,6 +143,7 @@ class Promote:
 class Standby:
     enabled: bool
     root: str
+    hold: List[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)

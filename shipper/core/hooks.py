@@ -24,6 +24,7 @@ from shipper.core.errors import ShipperError
 log = logging.getLogger("shipper.hooks")
 
 PRE_SNAPSHOT = "pre-snapshot"
+POST_APPLY = "post-apply"  # a warm standby, after each apply (slave/standby.py)
 POST_RESTORE = "post-restore"
 
 _SKIPPED_SUFFIXES = (

@@ -19,6 +19,7 @@ of earlier versions, so existing state keeps reading.
   promote/<set>.json  promote's journal (synced)       promote -> promote
   last-promote.json   promote's last report (synced)   promote -> operator
   standby.json        what the standby holds (synced)  standby apply -> promote, status, daemon
+  speeds.json         measured restore/load speeds     standby apply, promote -> promote --dry-run
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ STATUS_CACHE = "status-cache.json"
 PROMOTE_DIR = "promote"
 LAST_PROMOTE = "last-promote.json"
 STANDBY = "standby.json"
+SPEEDS = "speeds.json"
 
 
 # ---------------------------------------------------------------- the one writer and reader
@@ -293,6 +295,7 @@ class StandbyRecord:
     files_checked: int = 0
     error: str = ""
     last_good: Optional[str] = None  # the last set applied and verified (history only)
+    warning: str = ""  # what went wrong after the set was in place (a post-apply hook)
 
     @property
     def applied(self) -> bool:
@@ -309,3 +312,34 @@ def standby_record(folder: Path) -> StandbyRecord:
 
 def save_standby(folder: Path, record: StandbyRecord) -> None:
     write_json(folder / STANDBY, asdict(record), sync=True)
+
+
+# ---------------------------------------------------------------- measured speeds
+
+
+@dataclass
+class Speeds:
+    """What an apply or a promote measured, for promote --dry-run's expected duration.
+
+    Bytes written by restic's restore of the files and the seconds that took;
+    dump bytes loaded into the database servers and the seconds the loads
+    took (side by side). Zero seconds: not measured yet.
+    """
+
+    files_bytes: int = 0
+    files_seconds: float = 0.0
+    load_bytes: int = 0
+    load_seconds: float = 0.0
+    files_from: str = ""  # "apply of set X at TIME"
+    load_from: str = ""
+
+
+def speeds(folder: Path) -> Speeds:
+    data = read_json(folder / SPEEDS)
+    if not isinstance(data, dict):
+        return Speeds()
+    return Speeds(**{name: data[name] for name in Speeds.__dataclass_fields__ if name in data})
+
+
+def save_speeds(folder: Path, record: Speeds) -> None:
+    write_json(folder / SPEEDS, asdict(record))

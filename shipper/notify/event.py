@@ -22,3 +22,6 @@ class Event:
     subject: str = ""
     body: Optional[str] = None
     state: Optional[Dict[str, Any]] = None
+    about: str = (
+        ""  # failing and recovery of a watch (notify/watches.py): "standby", "destination:NAME"
+    )

@@ -121,7 +121,83 @@ def metrics_text(cfg: Config, state: Dict[str, Any], at: Optional[float] = None)
         )
         stale = newest is None or at - newest > max_age
         gauge("shipper_stale", "1 if the newest complete set is older than max_age.", int(stale))
+    if cfg.standby.enabled:
+        out += standby_lines(cfg, at)
+    out += destination_lines(state.get("destinations") or {}, at)
     return "\n".join(out) + "\n"
+
+
+def _family(name: str, help_text: str, samples: List[str]) -> List[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples] if samples else []
+
+
+def standby_lines(cfg: Config, at: float) -> List[str]:
+    """The warm standby: its applied set's age, the last apply's outcome and duration."""
+    record = state_files.standby_record(cfg.state)
+    applied = record.set if record.applied else record.last_good
+    when = _set_time(applied or "")
+    out = _family(
+        "shipper_standby_applied_set_age_seconds",
+        "Age of the set the standby last applied and verified, when this file was written.",
+        [] if when is None else [f"shipper_standby_applied_set_age_seconds {_number(at - when)}"],
+    ) + _family(
+        "shipper_standby_applied_set_timestamp_seconds",
+        "Time of the set the standby last applied and verified (Unix time).",
+        [] if when is None else [f"shipper_standby_applied_set_timestamp_seconds {_number(when)}"],
+    )
+    if record.set:
+        ok = int(record.applied and not record.error)
+        out += _family(
+            "shipper_standby_last_apply_success",
+            "1 if the last standby apply put its set in place and verified it.",
+            [f"shipper_standby_last_apply_success {ok}"],
+        )
+    if record.seconds:
+        out += _family(
+            "shipper_standby_apply_duration_seconds",
+            "How long the last successful standby apply took.",
+            [f"shipper_standby_apply_duration_seconds {_number(float(record.seconds))}"],
+        )
+    return out
+
+
+def destination_lines(seen: Dict[str, Any], at: float) -> List[str]:
+    """Per copy destination (notify/watches.py): its newest complete set's age, reachable."""
+    names = sorted(seen)
+    ages = [
+        f'shipper_destination_newest_set_age_seconds{{destination="{_label(name)}"}} '
+        + _number(max(0.0, at - float(seen[name]["newest_set_time"])))
+        for name in names
+        if seen[name].get("newest_set_time") is not None
+    ]
+    times = [
+        f'shipper_destination_newest_set_timestamp_seconds{{destination="{_label(name)}"}} '
+        + _number(float(seen[name]["newest_set_time"]))
+        for name in names
+        if seen[name].get("newest_set_time") is not None
+    ]
+    reachable = [
+        f'shipper_destination_reachable{{destination="{_label(name)}"}} '
+        f"{int(bool(seen[name].get('reachable')))}"
+        for name in names
+    ]
+    return (
+        _family(
+            "shipper_destination_newest_set_age_seconds",
+            "Age of the newest complete set at a copy destination, when this file was written.",
+            ages,
+        )
+        + _family(
+            "shipper_destination_newest_set_timestamp_seconds",
+            "Time of the newest complete set at a copy destination (Unix time).",
+            times,
+        )
+        + _family(
+            "shipper_destination_reachable",
+            "1 if the copy destination answered when looked at.",
+            reachable,
+        )
+    )
 
 
 def _number(value: Any) -> str:

@@ -2,7 +2,8 @@
 
 A failed apply is CRITICAL: the set it could not apply is a set that would
 not restore, found on an ordinary day. A standby that stays behind the newest
-complete set past LAG is WARNING (promote then takes the longer delta path).
+complete set past LAG is WARNING (promote then takes the longer delta path), and
+so is a post-apply hook that failed (the set is in place all the same).
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ def judge(cfg: Config, newest: Optional[str]) -> Tuple[Dict[str, Any], List[Tupl
         "files_checked": record.files_checked,
         "last_good": record.last_good,
         "error": record.error or None,
+        "warning": record.warning or None,
     }
     problems: List[Tuple[int, str]] = []
     if record.error:
         problems.append(
             (CRITICAL, f"standby: {record.error}; fix it and run `shipper standby apply`")
         )
+    elif record.warning:
+        problems.append((WARNING, f"standby: set {record.set} is applied, but {record.warning}"))
     elif not record.set:
         problems.append((WARNING, "standby: no set applied yet; `shipper standby apply`"))
     elif record.state != state.APPLIED and _since(record.started) > LAG:

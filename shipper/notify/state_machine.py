@@ -20,16 +20,15 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional
 
 from shipper.core import sets
-from shipper.core import state as state_files
 from shipper.core.config import Config
 from shipper.core.cron import describe_duration, max_age
 from shipper.core.errors import LockHeld
+from shipper.notify import watches
 from shipper.notify.channels import send
 from shipper.notify.event import COMPLETE, FAILED, INTERRUPTED, PARTIAL, Event
+from shipper.notify.store import load_state, save_state
 
 log = logging.getLogger("shipper.notify")
-
-STATE_FILE = state_files.NOTIFY
 
 
 # ---------------------------------------------------------------- one run
@@ -86,7 +85,7 @@ def finish(cfg: Config, outcome: Dict[str, Any]) -> None:
     send(cfg, Event("success" if ok else "failure", outcome=outcome))
     if outcome["status"] == INTERRUPTED:
         state["last_run"] = outcome
-        _save_and_write_metrics(cfg, state)
+        save_state(cfg, state)
         return
     if ok:
         if previous_failing:
@@ -107,7 +106,7 @@ def finish(cfg: Config, outcome: Dict[str, Any]) -> None:
         state["last_error"] = outcome["error"]
     state["last_run"] = outcome
     state["max_age"] = _remembered_max_age(cfg, state)
-    _save_and_write_metrics(cfg, state)
+    save_state(cfg, state)
 
 
 def _should_repeat(cfg: Config, state: Dict[str, Any], error: str) -> bool:
@@ -215,7 +214,9 @@ def watch_staleness(
         send(cfg, Event("fresh", subject="the spare is up to date again", body=body))
         state.update(stale_since=None, stale_emailed=None)
     state["stale"] = stale
-    _save_and_write_metrics(cfg, state)
+    save_state(cfg, state)
+    if cfg.destinations:  # the slave's daemon: the copies' destinations too, now and then
+        watches.check_destinations(cfg, every=watches.DESTINATION_EVERY)
     return stale
 
 
@@ -243,38 +244,7 @@ def record_check(cfg: Config, ok: bool, at: float) -> None:
     """Remember the last `shipper check` for the metrics file."""
     state = load_state(cfg)
     state["last_check"] = {"at": at, "ok": ok}
-    _save_and_write_metrics(cfg, state)
-
-
-# ---------------------------------------------------------------- state and metrics
-
-
-def load_state(cfg: Config) -> Dict[str, Any]:
-    saved = state_files.notify_state(cfg.state)
-    return saved if saved is not None else _seed_state(cfg)
-
-
-def _seed_state(cfg: Config) -> Dict[str, Any]:
-    """With no state yet, judge recovery by the last run's record (snapshot.record_run)."""
-    record = state_files.last_run(cfg.state)
-    if not record:
-        return {}
-    failed = record.status != COMPLETE
-    return {
-        "failing": failed,
-        "failures": 1 if failed else 0,
-        "last_error": record.error,
-        "newest_complete": None if failed else record.set_id,
-    }
-
-
-def _save_and_write_metrics(cfg: Config, state: Dict[str, Any]) -> None:
-    path = cfg.state / STATE_FILE
-    try:
-        state_files.save_notify_state(cfg.state, state)
-    except OSError as exc:
-        log.warning("cannot save the notification state %s: %s", path, exc.strerror)
-    send(cfg, Event("state", state=state))
+    save_state(cfg, state)
 
 
 # ---------------------------------------------------------------- helpers

@@ -25,7 +25,12 @@ def enabled(cfg: Config) -> bool:
 
 
 def send(cfg: Config, event: Event) -> bool:
-    """Run events (start, success, failure) go to their webhook URL, if one is configured."""
+    """Run events (start, success, failure) go to their webhook URL, if one is configured;
+    a watch's failing and recovery (the standby, a destination) to the failure and success URLs."""
+    if event.about:
+        url = cfg.notify.webhook_failure if event.name == "failing" else cfg.notify.webhook_success
+        data = {**payload(cfg, event.name), "about": event.about, "subject": event.subject}
+        return call_webhook(url, data)
     if event.outcome is None and event.name != "start":
         return False
     urls = {

@@ -25,11 +25,12 @@ import threading
 import time
 from typing import Any, Callable, Dict, List
 
-from shipper import databases
-from shipper.core import state
+from shipper import databases, notify
+from shipper.core import hooks, state
 from shipper.core.config import Config
 from shipper.core.errors import Refused, ShipperError
 from shipper.core.restic import Restic, ResticError
+from shipper.slave.promote import services
 from shipper.slave.promote.journal import Journal
 from shipper.slave.promote.model import FAILED, Options, Plan, PromoteFailed, StepResult
 from shipper.slave.promote.scope import is_under, under_root
@@ -54,6 +55,11 @@ class Apply(Promotion):
         self.folder = cfg.state / JOURNAL_DIR  # its own: promote never resumes an apply
         self.record = state.standby_record(cfg.state)
         self.lock = threading.Lock()
+
+    def protected_paths(self) -> List[str]:
+        """standby.hold's paths stay as the slave has them, like machine-specific ones:
+        what acts on the data by itself never runs here (promote puts the set's in place)."""
+        return sorted({*super().protected_paths(), *self.cfg.standby.hold})
 
     def apply(self, say: Say = lambda line: None) -> state.StandbyRecord:
         shutil.rmtree(self.folder, ignore_errors=True)  # each apply starts afresh
@@ -161,6 +167,7 @@ class Apply(Promotion):
         self._restore_data(plan, on_step, results, split)
         if any(step.status == FAILED for step in results):
             raise PromoteFailed("; ".join(str(s.detail) for s in results if s.status == FAILED))
+        self.measure(f"apply of set {plan.set_id}", plan, results, split)
 
     def _fresh_journal(self, set_id: str) -> Journal:
         journal = Journal(self.folder, set_id)
@@ -217,13 +224,62 @@ def _now() -> str:
 
 
 def apply_newest(cfg: Config, restic: Restic, say: Say = lambda line: None) -> state.StandbyRecord:
-    """One apply now (the caller holds the host lock)."""
+    """One apply now (the caller holds the host lock), told like a snapshot run is."""
     if not cfg.standby.enabled:
         raise Refused(
             f"standby is off in {cfg.source}: set standby.enabled: true to keep this slave "
             "warm (it changes the live paths and databases at every set)"
         )
-    return Apply(cfg, restic).apply(say)
+    before = state.standby_record(cfg.state)
+    try:
+        hold_services(cfg, say)
+        record = Apply(cfg, restic).apply(say)
+    except ShipperError as exc:
+        notify.standby_failed(cfg, str(exc))
+        raise
+    if (record.set, record.verified_at) != (before.set, before.verified_at):
+        record = post_apply(cfg, record, say)
+    notify.standby_applied(cfg, record)
+    return record
+
+
+# ---------------------------------------------------------------- what acts on the data
+
+
+def hold_services(cfg: Config, say: Say) -> None:
+    """Before anything changes: promote.services stopped and disabled (see promote/services.py)."""
+    if not cfg.promote.services:
+        return
+    try:
+        say(f"services: {services.hold(cfg.promote.services, cfg.standby.root)}")
+    except services.ServiceFailed as exc:
+        record = state.standby_record(cfg.state)
+        record.error = f"apply not started: {exc}"
+        state.save_standby(cfg.state, record)
+        raise ApplyFailed(
+            f"{record.error}; nothing was changed: fix it and run `shipper standby apply`"
+        ) from None
+
+
+def post_apply(cfg: Config, record: state.StandbyRecord, say: Say) -> state.StandbyRecord:
+    """The post-apply hooks (settings for a running standby); a failure is a warning:
+    the set is in place and verified, promote can use it."""
+    env = {
+        "SHIPPER_SET_ID": record.set or "",
+        "SHIPPER_ROLE": "slave",
+        "SHIPPER_ROOT": record.root,
+        "SHIPPER_SERVICES": " ".join(cfg.promote.services),
+    }
+    try:
+        ran = hooks.run_phase(hooks.POST_APPLY, cfg.hooks.dirs, env, cfg.hooks.timeout)
+        record.warning = ""
+        if ran:
+            say(f"post-apply hooks: {', '.join(ran)}")
+    except hooks.HookFailed as exc:
+        record.warning = str(exc)
+        say(f"WARNING: {exc} (set {record.set} is applied and verified all the same)")
+    state.save_standby(cfg.state, record)
+    return record
 
 
 def record_json(record: state.StandbyRecord) -> Dict[str, Any]:

@@ -12,6 +12,8 @@ from shipper.slave.promote.scope import FileChanges, Scope
 
 RECEIVER = "receiver"
 FILES = "files"
+HELD = "held"  # standby.hold's paths put in place (a standby kept them aside)
+SERVICES = "services"  # promote.services enabled and started (a standby kept them stopped)
 ROLE = "role"
 DONE = "done"
 FAILED = "failed"
@@ -70,6 +72,10 @@ class Plan:
     route: str = "cold"  # standby, delta or cold: slave/promote/standby.py
     route_note: str = ""
     overwrite: Optional[str] = None  # restic restore --overwrite
+    held: List[str] = field(default_factory=list)  # the HELD step's paths
+    held_snapshot: Optional[str] = None  # the files snapshot they come from
+    services: List[str] = field(default_factory=list)  # the SERVICES step's units
+    expected: Dict[str, Any] = field(default_factory=dict)  # slave/promote/estimate.py
 
     def to_json(self) -> Dict[str, Any]:
         data = asdict(self)

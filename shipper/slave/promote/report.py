@@ -6,7 +6,8 @@ import datetime as dt
 from typing import List
 
 from shipper.core.progress import human_bytes as _human
-from shipper.slave.promote.model import FILES, RECEIVER, Check, Plan, Report
+from shipper.slave.promote import estimate
+from shipper.slave.promote.model import FILES, HELD, RECEIVER, SERVICES, Check, Plan, Report
 
 
 def age(when: dt.datetime) -> str:
@@ -51,10 +52,22 @@ def plan_lines(plan: Plan) -> List[str]:
         lines.append(f"  - skip the failed part {name}: {error}")
     for name in plan.hooks:
         lines.append(f"{_mark(plan, 'hook:' + name)}run post-restore hook {name}")
+    if SERVICES in plan.steps:
+        lines.append(
+            f"{_mark(plan, SERVICES)}enable and start the services the standby kept stopped: "
+            + ", ".join(plan.services)
+        )
+    if HELD in plan.steps:
+        lines.append(
+            f"{_mark(plan, HELD)}put in place what the standby held aside (cron jobs): "
+            + ", ".join(plan.held)
+        )
     lines.append(
         "  then: this server becomes the master (role: master); the schedule stays "
         "disabled until a new slave is configured"
     )
+    if plan.expected:
+        lines.append(estimate.line(plan.expected))
     return lines
 
 

@@ -19,16 +19,20 @@ from shipper.core.manifest import Dump
 from shipper.core.restic import ResticError
 from shipper.core.state import LAST_PROMOTE, write_synced
 from shipper.slave import receiver
+from shipper.slave.promote import estimate, held, services
 from shipper.slave.promote.journal import Journal
 from shipper.slave.promote.model import (
     DONE,
     FAILED,
     FILES,
+    HELD,
     RECEIVER,
     ROLE,
+    SERVICES,
     Plan,
     PromoteFailed,
     Report,
+    Say,
     StepResult,
     now,
 )
@@ -43,11 +47,42 @@ from shipper.slave.promote.scope import (
     under_root,
     unlink_files,
 )
+from shipper.slave.promote.standby import STANDBY
 from shipper.slave.restore import load_part
 
 
 class Promotion(Preflight):
     """One promote: preflight() and plan() change nothing; run() does the steps."""
+
+    # ------------------------------------------------------------ plan
+
+    def plan(self, say: Say = lambda check: None) -> Plan:
+        """Preflight's plan, with what a warm standby held back and the expected duration."""
+        plan = super().plan(say)
+        chosen = self.chosen
+        assert chosen is not None
+        files_part = chosen.parts.get(FILES)
+        extra: List[str] = []
+        if plan.route == STANDBY and files_part is not None:
+            plan.held = held.held_paths(self.cfg.standby.hold, plan.scope)
+            plan.held_snapshot = files_part.snapshot if plan.held else None
+        if self.cfg.standby.enabled and self.cfg.promote.services:
+            plan.services = list(self.cfg.promote.services)
+            extra.append(SERVICES)
+        if plan.held:
+            extra.append(HELD)
+        plan.steps[-1:-1] = extra  # after the hooks, before the role
+        done = set(plan.done) | set(self._done(plan))
+        plan.done = [step for step in plan.steps if step in done]
+        plan.expected = estimate.expected(self.cfg, plan, time.monotonic() - self.clock)
+        return plan
+
+    def _done(self, plan: Plan) -> List[str]:
+        """Extra steps an interrupted run of this set finished (preflight knows only its own)."""
+        journal = Journal(self.folder, plan.set_id)
+        if journal.data.get("finished") or journal.data.get("root") != self.root:
+            return []
+        return [n for n in (SERVICES, HELD) if journal.done(n)]
 
     # ------------------------------------------------------------ run
 
@@ -70,6 +105,8 @@ class Promotion(Preflight):
                 )
                 self._check(results, step)
             split["hooks"] = round(time.monotonic() - clock, 3)
+            for name, action in self._standby_steps(plan):
+                self._check(results, self._step(name, action, on_step))
             self._check(
                 results, self._step(ROLE, lambda: become_master(self.cfg, plan.set_id), on_step)
             )
@@ -90,7 +127,37 @@ class Promotion(Preflight):
             split=split,
         )
         self.write_report(report)
+        self.measure(f"promote of set {plan.set_id}", plan, results, split)
         return report
+
+    def _standby_steps(self, plan: Plan) -> List[Any]:
+        """What a warm standby kept switched off, switched on: the services, the held paths."""
+        steps = {
+            SERVICES: lambda: services.release(plan.services, self.root),
+            HELD: lambda: held.put_in_place(self.restic, plan, self.root),
+        }
+        return [(name, steps[name]) for name in plan.steps if name in steps]
+
+    def measure(
+        self, what: str, plan: Plan, results: List[StepResult], split: Dict[str, float]
+    ) -> None:
+        """Record the speeds of this run's files and loads (promote --dry-run's estimate)."""
+        written = sum(
+            int((step.detail or {}).get("bytes_restored", 0))
+            for step in results
+            if step.name == FILES and step.status == DONE and not step.earlier
+        )
+        ran = {step.name for step in results if step.status == DONE and not step.earlier}
+        loaded = sum(load.bytes for load in plan.databases if load.step in ran)
+        try:
+            estimate.record(
+                self.cfg.state,
+                what,
+                (written, split.get(FILES, 0.0)),
+                (loaded, split.get("databases", 0.0)),
+            )
+        except OSError:
+            pass  # a speed not kept costs an estimate, never the run
 
     def _close_other_journals(self, set_id: str) -> None:
         """Promotes of other sets left unfinished are over: they must not be resumed later."""
