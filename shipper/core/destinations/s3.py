@@ -39,9 +39,13 @@ class S3Bucket(Destination):
             secret_env_files=env,
             what="object store",
             unreachable_advice=f"check the store, the bucket and destinations.{self.name} (endpoint, key files)",
+            full_advice="raise the bucket's quota or free space in the store",
             # Without a region restic asks the store for the bucket's location first, and a
             # missing bucket then reads as a network error retried for network_timeout.
-            options=(f"s3.region={entry.region or DEFAULT_REGION}",),
+            # minio-go retries each request 10 times, each up to network_timeout, before
+            # restic's own retry (which shipper cuts at network_timeout) even starts: a
+            # stalled store held a copy 11x network_timeout. One attempt; restic retries.
+            options=(f"s3.region={entry.region or DEFAULT_REGION}", "s3.retries=1"),
         )
 
     def probe(self) -> Optional[str]:
