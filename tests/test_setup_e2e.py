@@ -87,6 +87,39 @@ def test_edit_refuses_what_it_cannot_do_safely():
         config_edit.edit_yaml("repository: {url: /x}\n", {("repository", "url"): "/y"})
 
 
+DESTINATIONS_CONFIG = """\
+role: master
+destinations:   # where copies go
+- name: usb   # my disk
+  kind: local
+  url: /mnt/usb
+
+# after the list
+enabled: true
+"""
+
+
+def test_a_destination_entry_is_added_replaced_and_kept_with_the_comments():
+    spare = {"name": "spare", "kind": "slave", "url": "rest:https://10.0.0.3:8000/master/"}
+    text = config_edit.edit_list_entry(DESTINATIONS_CONFIG, "destinations", spare)
+    assert "destinations:   # where copies go\n- name: usb   # my disk\n" in text
+    assert '  url: /mnt/usb\n- name: spare\n  kind: slave\n  url: "rest:https' in text
+    assert "# after the list\nenabled: true\n" in text
+    assert config_edit.edit_list_entry(text, "destinations", spare) == text
+    moved = config_edit.edit_list_entry(
+        text, "destinations", {"name": "usb", "kind": "local", "url": "/mnt/other", "x": None}
+    )
+    data = yaml.safe_load(moved)
+    assert data["destinations"] == [{"name": "usb", "kind": "local", "url": "/mnt/other"}, spare]
+    assert data["enabled"] is True and "# after the list" in moved
+    fresh = config_edit.edit_list_entry("role: master\ndestinations: []\n", "destinations", spare)
+    assert yaml.safe_load(fresh)["destinations"] == [spare]
+    with pytest.raises(config_edit.EditError, match="by hand"):
+        config_edit.edit_list_entry(
+            "destinations: [{name: a, kind: local}]\n", "destinations", spare
+        )
+
+
 def test_enable_and_disable_change_only_that_key(tmp_path: Path):
     path = tmp_path / "shipper.yml"
     path.write_text("repository:\n  url: /r   # the repo\nenabled: true  # on\n")

@@ -69,7 +69,8 @@ LOCK_NOTE = (
     "of every command; without it each copy fails or leaves a lock behind. What protects the "
     "sets is Object Lock: with default COMPLIANCE retention a delete (or forget/prune with "
     "these keys) only adds a delete marker, and every object version stays until its "
-    "retention ends."
+    "retention ends. The keys need no s3:CreateBucket: create the bucket with the commands "
+    "below."
 )
 
 
@@ -84,7 +85,9 @@ def bucket_policy(bucket: str) -> Dict[str, Any]:
     listing: Dict[str, Any] = {
         "Sid": "ShipperList",
         "Effect": "Allow",
-        "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+        # No s3:GetBucketLocation: shipper always gives restic the region. No
+        # s3:CreateBucket: the bucket is made beforehand, with Object Lock.
+        "Action": ["s3:ListBucket"],
         "Resource": [f"arn:aws:s3:::{name}"],
     }
     if prefix:
