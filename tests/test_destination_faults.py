@@ -292,6 +292,9 @@ def test_the_store_stalled_mid_copy_is_bounded_and_the_slaves_get_the_set(
     newest = fleet.complete()[0]
     assert fleet.complete("spare") == fleet.complete(), "the second slave missed the set"
     assert newest in [s["id"] for s in fleet.slave.sets()]
+    # The stopped copy left no lock on the slave's repository (its exclusive check runs).
+    checked = fleet.slave.restic("check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
     os.kill(store.process.pid, signal.SIGCONT)
     assert newest not in fleet.ids("offsite"), "a half set is visible on the store"
