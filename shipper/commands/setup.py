@@ -15,7 +15,8 @@ from shipper.setup import destination, provision
 DESCRIPTION = (
     "Run `shipper setup slave` on the slave first: it prints the certificate "
     "fingerprint that `shipper setup master` needs. Running either again changes only "
-    "what differs."
+    "what differs. `shipper setup destination slave|s3 NAME` adds a second slave or a "
+    "bucket afterwards."
 )
 
 
