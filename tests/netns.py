@@ -1,8 +1,10 @@
-"""Two test hosts on one machine: network namespaces joined by a veth pair.
+"""Test hosts on one machine: network namespaces joined by veth pairs.
 
 The master and the slave each get their own namespace, loopback and an
 address on a private /24 that exists only between them; nothing is routed
-anywhere else. `two_hosts` is the pytest fixture.
+anywhere else. `two_hosts` is the pytest fixture; `three_hosts` adds a second
+slave on its own link to the master (its own /24), so one link can be cut
+while the other carries on.
 """
 
 from __future__ import annotations
@@ -115,6 +117,62 @@ class TwoHosts:
         for host in (self.master, self.slave):
             host.kill_all()
             _ip("netns", "del", host.name, check=False)
+
+
+class ThreeHosts(TwoHosts):
+    """The master, the slave and `slave2`, each slave on its own veth pair to the master."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        tag = self.master.name[3:-1]
+        subnet = 100 + int(tag, 16) % 150
+        self.slave2 = Host(f"shp{tag}t", f"10.214.{subnet}.2", f"vt{tag}")
+        self.master_to_slave2 = f"vn{tag}"  # the master's end of that pair
+
+    def create(self) -> ThreeHosts:
+        super().create()
+        _ip("netns", "add", self.slave2.name)
+        self.slave2.run(["ip", "link", "set", "lo", "up"], check=True)
+        _ip(
+            "link", "add", self.master_to_slave2, "netns", self.master.name, "type", "veth",
+            "peer", "name", self.slave2.veth, "netns", self.slave2.name,
+        )  # fmt: skip
+        master_address = self.slave2.address.rsplit(".", 1)[0] + ".1/24"
+        self.master.run(
+            ["ip", "addr", "add", master_address, "dev", self.master_to_slave2], check=True
+        )
+        self.master.run(["ip", "link", "set", self.master_to_slave2, "up"], check=True)
+        self.slave2.run(
+            ["ip", "addr", "add", f"{self.slave2.address}/24", "dev", self.slave2.veth], check=True
+        )
+        self.slave2.run(["ip", "link", "set", self.slave2.veth, "up"], check=True)
+        return self
+
+    def shape_to_slave2(self, spec: str) -> None:
+        """tc tbf (this kernel has no netem) on the master's end of the slave2 link, what the
+        master sends, e.g. 'rate 40mbit burst 32kbit latency 400ms'; '' removes it."""
+        dev = self.master_to_slave2
+        if spec:
+            argv = ["tc", "qdisc", "replace", "dev", dev, "root", "tbf", *spec.split()]
+            self.master.run(argv, check=True)
+        else:
+            self.master.run(["tc", "qdisc", "del", "dev", dev, "root"], check=False)
+
+    def destroy(self) -> None:
+        self.slave2.kill_all()
+        _ip("netns", "del", self.slave2.name, check=False)
+        super().destroy()
+
+
+@pytest.fixture
+def three_hosts() -> Iterator[ThreeHosts]:
+    if not netns_available():
+        pytest.skip("network namespaces need root and iproute2")
+    hosts = ThreeHosts()
+    try:
+        yield hosts.create()
+    finally:
+        hosts.destroy()
 
 
 @pytest.fixture

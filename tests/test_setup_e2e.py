@@ -11,16 +11,29 @@ tested on its own first.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
+from typing import Any, Dict
 
 import pytest
 import yaml
 
 from shipper.core import config_edit
-from tests.shipperenv import PASSWORD, make_dataset, mutate_dataset, write_secret
+from shipper.core.config import read_secret
+from tests.seaweed import SECRET_KEY, SeaweedFS
+from tests.shipperenv import (
+    PASSWORD,
+    TOOLS,
+    ShipperEnv,
+    free_port,
+    make_dataset,
+    mutate_dataset,
+    write_secret,
+)
 from tests.test_receiver import (
     Side,
+    pair,  # noqa: F401  (the fixture)
     printed_fingerprint,
     repository_files,
     setup_master,
@@ -72,6 +85,39 @@ def test_edit_adds_a_missing_section_and_converts_an_empty_one():
 def test_edit_refuses_what_it_cannot_do_safely():
     with pytest.raises(config_edit.EditError, match="by hand"):
         config_edit.edit_yaml("repository: {url: /x}\n", {("repository", "url"): "/y"})
+
+
+DESTINATIONS_CONFIG = """\
+role: master
+destinations:   # where copies go
+- name: usb   # my disk
+  kind: local
+  url: /mnt/usb
+
+# after the list
+enabled: true
+"""
+
+
+def test_a_destination_entry_is_added_replaced_and_kept_with_the_comments():
+    spare = {"name": "spare", "kind": "slave", "url": "rest:https://10.0.0.3:8000/master/"}
+    text = config_edit.edit_list_entry(DESTINATIONS_CONFIG, "destinations", spare)
+    assert "destinations:   # where copies go\n- name: usb   # my disk\n" in text
+    assert '  url: /mnt/usb\n- name: spare\n  kind: slave\n  url: "rest:https' in text
+    assert "# after the list\nenabled: true\n" in text
+    assert config_edit.edit_list_entry(text, "destinations", spare) == text
+    moved = config_edit.edit_list_entry(
+        text, "destinations", {"name": "usb", "kind": "local", "url": "/mnt/other", "x": None}
+    )
+    data = yaml.safe_load(moved)
+    assert data["destinations"] == [{"name": "usb", "kind": "local", "url": "/mnt/other"}, spare]
+    assert data["enabled"] is True and "# after the list" in moved
+    fresh = config_edit.edit_list_entry("role: master\ndestinations: []\n", "destinations", spare)
+    assert yaml.safe_load(fresh)["destinations"] == [spare]
+    with pytest.raises(config_edit.EditError, match="by hand"):
+        config_edit.edit_list_entry(
+            "destinations: [{name: a, kind: local}]\n", "destinations", spare
+        )
 
 
 def test_enable_and_disable_change_only_that_key(tmp_path: Path):
@@ -185,3 +231,144 @@ def test_two_servers_from_scratch(two_hosts, tmp_path: Path):
     assert "started the receiver" in slave.run("receiver", "start", check=True).stdout
     assert json.loads(master.run("snapshot", "--json", check=True).stdout)["status"] == "complete"
     assert [s["status"] for s in slave.sets()] == ["complete", "complete"]
+
+
+# ---------------------------------------------------------------- more destinations, one command each
+
+
+def setup_destination(side: Side, kind: str, name: str, *args: str) -> subprocess.CompletedProcess:
+    return side.run("setup", "destination", kind, name, *args, timeout=300)
+
+
+@pytest.mark.slow
+def test_setup_destination_slave_checks_pins_and_changes_nothing_the_second_time(
+    pair: Dict[str, Any],  # noqa: F811  (the fixture from test_receiver)
+    tmp_path: Path,
+):
+    master, shared = pair["master"], pair["shared"]
+    second = Side(tmp_path / "second")
+    port = free_port()
+    try:
+        done = setup_slave(second, shared, "--listen", f"127.0.0.1:{port}")
+        assert done.returncode == 0, done.stderr
+        fingerprint = printed_fingerprint(done.stdout)
+        assert "shipper setup destination slave NAME --slave " in done.stdout, done.stdout
+        where = ("--slave", f"127.0.0.1:{port}", "--password-file", str(shared))
+        before = master.config.read_text()
+
+        # the mistakes: each one line, nothing written
+        wrong_fp = fingerprint[:-2] + ("00" if not fingerprint.endswith("00") else "11")
+        refused = setup_destination(master, "slave", "spare", *where, "--fingerprint", wrong_fp)
+        other = write_secret(tmp_path / "other-password", PASSWORD + " but not quite")
+        foreign = setup_destination(
+            master, "slave", "spare", "--slave", f"127.0.0.1:{port}", "--password-file",
+            str(other), "--fingerprint", fingerprint,
+        )  # fmt: skip
+        for result, words in ((refused, "fingerprint"), (foreign, "not the shared password")):
+            assert result.returncode == 1 and words in result.stderr, result.stderr
+            assert "Nothing was written" in result.stderr and "Traceback" not in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert master.config.read_text() == before
+
+        # a dry run says what it would write and writes nothing
+        dry = setup_destination(
+            master, "slave", "spare", *where, "--fingerprint", fingerprint, "--dry-run", "--json"
+        )
+        assert dry.returncode == 0, dry.stderr
+        assert any("would write destinations.spare" in c for c in json.loads(dry.stdout)["changes"])
+        assert master.config.read_text() == before
+
+        made = setup_destination(master, "slave", "spare", *where, "--fingerprint", fingerprint)
+        assert made.returncode == 0, made.stderr
+        assert "pinned spare's certificate" in made.stdout and "no repository yet" in made.stdout
+        text = master.config.read_text()
+        assert "# the operator's master config" in text
+        entry = yaml.safe_load(text)["destinations"][0]
+        assert entry["url"] == f"rest:https://127.0.0.1:{port}/master/"
+        assert (
+            entry["rest_password_file"] == yaml.safe_load(text)["repository"]["rest_password_file"]
+        )
+        again = setup_destination(
+            master, "slave", "spare", *where, "--fingerprint", fingerprint, "--json"
+        )
+        assert json.loads(again.stdout)["changes"] == [], again.stdout
+        assert master.config.read_text() == text
+
+        # the next set reaches both slaves, whole; the master cannot forget on the second one
+        mutate_dataset(pair["src"], percent=10)
+        taken = master.run("snapshot", check=True)
+        assert "destination spare: 2 sets copied" in taken.stdout, taken.stdout
+        assert [s["id"] for s in second.sets()] == [s["id"] for s in pair["slave"].sets()]
+        spare_repo = f"rest:https://127.0.0.1:{port}/master/"
+        forgot = plain_restic_on(master, entry, "forget", second.sets()[0]["manifest_snapshot"])
+        assert "403" in forgot.stderr, forgot.stderr
+        assert len(second.sets()) == 2, spare_repo
+    finally:
+        second.run("receiver", "stop")
+
+
+def plain_restic_on(master: Side, entry: Dict[str, Any], *args: str) -> subprocess.CompletedProcess:
+    """restic with the master's own credentials against a slave destination."""
+    cfg = yaml.safe_load(master.config.read_text())["repository"]
+    password = read_secret(entry["rest_password_file"])
+    url = entry["url"].replace("rest:https://", f"rest:https://{entry['rest_user']}:{password}@")
+    location = write_secret(master.base / f"plain-{entry['name']}-location", url)
+    argv = [str(TOOLS / "restic"), "--password-file", cfg["password_file"]]
+    argv += ["--repository-file", str(location), "--cacert", entry["cacert"], *args]
+    return subprocess.run(
+        master.argv(argv), env=master.env(), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_setup_destination_s3_probes_writes_prints_the_policy_and_is_idempotent(
+    shipper_env: ShipperEnv, rest_server: Any, seaweedfs: SeaweedFS
+):
+    env = shipper_env
+    env.make_dataset(files=10, mib=1)
+    env.write_config(repository={"url": rest_server.url + "master/"})
+    env.run("init", check=True)
+    bucket = seaweedfs.new_bucket()
+    keys = seaweedfs.credential_files(env.base / "creds")
+    flags = [
+        "--endpoint", seaweedfs.endpoint, "--bucket", f"{bucket}/master",
+        "--access-key-id-file", keys["access_key_id_file"],
+        "--secret-access-key-file", keys["secret_access_key_file"],
+    ]  # fmt: skip
+    before = env.config_path.read_text()
+
+    wrong = env.base / "creds" / "wrong-secret"
+    write_secret(wrong, "not-the-secret-4711")
+    refused = env.run("setup", "destination", "s3", "offsite", *flags[:-1], str(wrong))
+    assert refused.returncode == 1 and "refused the credentials" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "not-the-secret" not in refused.stderr
+    down = [*flags[:1], f"http://127.0.0.1:{free_port()}", *flags[2:]]
+    unreachable = env.run("setup", "destination", "s3", "offsite", *down)
+    assert unreachable.returncode == 1 and "cannot reach the object store" in unreachable.stderr
+    dry = env.run("setup", "destination", "s3", "offsite", *flags, "--dry-run", check=True)
+    assert "would write destinations.offsite (s3)" in dry.stdout
+    assert env.config_path.read_text() == before
+
+    made = env.run("setup", "destination", "s3", "offsite", *flags, check=True)
+    out = made.stdout
+    assert "wrote destinations.offsite (s3)" in out and "no repository in the bucket yet" in out
+    for printed in (
+        '"s3:DeleteObject"', f'"arn:aws:s3:::{bucket}/master/*"', '"s3:prefix"',
+        "removes its own lock file", "put-object-lock-configuration",
+        "--object-lock-enabled-for-bucket", '"Mode":"COMPLIANCE","Days":30',
+        '"NoncurrentDays":31',
+    ):  # fmt: skip
+        assert printed in out, (printed, out)
+    assert SECRET_KEY not in out + made.stderr
+    entry = yaml.safe_load(env.config_path.read_text())["destinations"][0]
+    assert entry == {
+        "name": "offsite", "kind": "s3", "endpoint": seaweedfs.endpoint,
+        "bucket": f"{bucket}/master", **keys,
+    }  # fmt: skip
+    again = env.run("setup", "destination", "s3", "offsite", *flags, "--json", check=True)
+    assert json.loads(again.stdout)["changes"] == []
+
+    taken = env.run("snapshot", check=True)
+    assert "destination offsite: 1 sets copied" in taken.stdout, taken.stdout
+    known = env.run("setup", "destination", "s3", "offsite", *flags, "--json", check=True)
+    assert json.loads(known.stdout)["repository_exists"] is True
+    assert json.loads(known.stdout)["changes"] == []

@@ -158,3 +158,112 @@ def set_enabled(path: str, enabled: bool) -> bool:
         raise ShipperError(f"{path}: no such config file; run `shipper setup master` first")
     config.load(path)
     return update_config(path, {("enabled",): enabled}, "")
+
+
+# ---------------------------------------------------------------- one entry of a list of mappings
+
+
+def _render_entry(indent: str, entry: Dict[str, Any]) -> List[str]:
+    keys = [key for key, value in entry.items() if value is not None]
+    lines = [f"{indent}- {keys[0]}: {yaml_scalar(entry[keys[0]])}"]
+    return lines + [f"{indent}  {key}: {yaml_scalar(entry[key])}" for key in keys[1:]]
+
+
+def _block_end(lines: List[str], start: int) -> int:
+    """The last line of the block that `lines[start]` (a top-level key) opens."""
+    end = start
+    for j in range(start + 1, len(lines)):
+        text = lines[j]
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        if not text[0].isspace() and not text.startswith("-"):
+            break
+        end = j
+    return end
+
+
+def _item_starts(lines: List[str], start: int, end: int) -> List[int]:
+    items = [i for i in range(start + 1, end + 1) if lines[i].lstrip().startswith("- ")]
+    if not items:
+        return []
+    indent = len(lines[items[0]]) - len(lines[items[0]].lstrip())
+    return [i for i in items if len(lines[i]) - len(lines[i].lstrip()) == indent]
+
+
+def _set_entry(lines: List[str], section: str, entry: Dict[str, Any], position: int) -> List[str]:
+    """Replace item number `position` of the list `section` with entry, or append it (-1)."""
+    head = _key_line("", section)
+    start = next((i for i, line in enumerate(lines) if head.match(line)), None)
+    if start is None:
+        return [*lines, f"{section}:", *_render_entry("  ", entry)]
+    inline = lines[start].split(":", 1)[1].split("#", 1)[0].strip()
+    if inline not in ("", "[]"):
+        raise EditError(f"`{section}:` is not a block list")
+    if inline == "[]":
+        lines = [*lines[:start], f"{section}:", *lines[start + 1 :]]
+    end = _block_end(lines, start)
+    items = _item_starts(lines, start, end)
+    indent = re.match(r"\s*", lines[items[0]]).group(0) if items else "  "
+    rendered = _render_entry(indent, entry)
+    if position < 0:
+        return [*lines[: end + 1], *rendered, *lines[end + 1 :]]
+    first = items[position]
+    last = items[position + 1] - 1 if position + 1 < len(items) else end
+    while last > first and not lines[last].strip():
+        last -= 1
+    return [*lines[:first], *rendered, *lines[last + 1 :]]
+
+
+def _without_nulls(item: Any) -> Any:
+    return {k: v for k, v in item.items() if v is not None} if isinstance(item, dict) else item
+
+
+def edit_list_entry(text: str, section: str, entry: Dict[str, Any], key: str = "name") -> str:
+    """Put `entry` into the top-level list `section`, replacing the item with the same `key`.
+
+    Comments outside that item stay; the result is parsed back and must differ
+    from the original only in that item, else EditError.
+    """
+    old = yaml.safe_load(text) or {}
+    present = old.get(section) or []
+    if not isinstance(present, list):
+        raise EditError(f"`{section}:` is not a list; add the entry {entry} by hand")
+    names = [item.get(key) if isinstance(item, dict) else None for item in present]
+    position = names.index(entry[key]) if entry[key] in names else -1
+    wanted = {k: v for k, v in entry.items() if v is not None}
+    if position >= 0 and _without_nulls(present[position]) == wanted:
+        return text
+    try:
+        after = "\n".join(_set_entry(text.splitlines(), section, wanted, position)) + "\n"
+        new = yaml.safe_load(after) or {}
+    except (EditError, yaml.YAMLError):
+        raise EditError(
+            f"could not edit `{section}:` safely; add the entry {wanted} by hand"
+        ) from None
+    expected = copy.deepcopy(old)
+    items = list(present)
+    if position >= 0:
+        items[position] = wanted
+    else:
+        items.append(wanted)
+    expected[section] = items
+    if new != expected:
+        raise EditError(f"could not edit `{section}:` safely; add the entry {wanted} by hand")
+    return after
+
+
+def update_list_entry(
+    path: str, section: str, entry: Dict[str, Any], dry_run: bool = False
+) -> bool:
+    """edit_list_entry on the config file; False when it already held the entry."""
+    target = Path(path)
+    if not target.exists():
+        raise ShipperError(f"{path}: no such config file; run `shipper setup master` first")
+    before = target.read_text()
+    after = edit_list_entry(before, section, entry)
+    if after == before:
+        return False
+    config.parse(after, path)
+    if not dry_run:
+        replace_file(target, after, mode=target.stat().st_mode & 0o777, sync=True)
+    return True

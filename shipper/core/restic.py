@@ -435,10 +435,16 @@ class Restic:
         detail = _error_text(running)
         where = self.repository.display
         if is_disk_full(running.gave_up or detail):
+            why = _last_line(running.gave_up or detail)
+            if self.repository.full_advice:
+                return RepositoryFull(
+                    f"no space left at the {self.repository.what} {where} ({why}); "
+                    f"{self.repository.full_advice}, then run again",
+                    detail,
+                )
             return RepositoryFull(
-                f"slave disk full: the repository at {where} has no space left "
-                f"({_last_line(running.gave_up or detail)}); free space on the slave (or run "
-                "`shipper prune` there), then run again",
+                f"slave disk full: the repository at {where} has no space left ({why}); free "
+                "space on the slave (or run `shipper prune` there), then run again",
                 detail,
             )
         if running.gave_up and is_certificate_error(running.gave_up):
@@ -559,8 +565,22 @@ class Restic:
         self._run(["init", "--copy-chunker-params"], locking=False, source=source)
 
     def copy(self, source: Repository, snapshot_ids: Sequence[str]) -> None:
-        """Copy these snapshots of `source` here; restic skips ones already copied."""
-        self._run(["copy", *snapshot_ids], source=source)
+        """Copy these snapshots of `source` here; restic skips ones already copied.
+
+        A copy that dies (killed, disk full) leaves its locks in both repositories, and
+        they would block the slaves' exclusive prune and check until someone unlocks
+        there: remove them now, while restic can still tell they are stale (this host,
+        process gone). Not after Unreachable: that would wait for the network again.
+        """
+        try:
+            self._run(["copy", *snapshot_ids], source=source)
+        except Unreachable:
+            raise
+        except ResticError:
+            for repository in (self, Restic(source, self.binary, cache_dir=self.cache_dir)):
+                with contextlib.suppress(ResticError):
+                    repository.unlock_stale()
+            raise
 
     def snapshots(self, tags: Optional[Sequence[str]] = None) -> List[Snapshot]:
         args = ["snapshots", "--no-lock"]

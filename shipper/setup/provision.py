@@ -358,7 +358,7 @@ def _master_files_and_config(
         out.changed(f"wrote the repository password to {password_file} (0600)")
     if secrets.write_secret(rest_password_file, shared.receiver_password):
         out.changed(f"wrote the receiver credential to {rest_password_file} (0600)")
-    if _write_certificate(cacert, slave.der):
+    if write_certificate(cacert, slave.der):
         out.changed(f"pinned the slave's certificate {slave.fingerprint} in {cacert}")
     values: Dict[KeyPath, Any] = {
         ("role",): "master",
@@ -374,7 +374,7 @@ def _master_files_and_config(
         out.changed(f"wrote {opts.config_path}")
 
 
-def _write_certificate(path: str, der: bytes) -> bool:
+def write_certificate(path: str, der: bytes) -> bool:
     pem = ssl.DER_cert_to_PEM_cert(der)
     target = Path(path)
     if target.exists() and target.read_text() == pem:

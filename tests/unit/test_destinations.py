@@ -69,7 +69,7 @@ def test_an_s3_destination_passes_its_keys_by_environment_only(make_config, tmp_
     chosen = destinations.named(cfg, "offsite")
     repo = chosen.repository()
     assert repo.url == "s3:https://s3.example.net/shipper/master"
-    assert repo.options == ("s3.region=eu-1",)
+    assert repo.options == ("s3.region=eu-1", "s3.retries=1")
     assert repo.secret_env() == {
         "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
         "AWS_SECRET_ACCESS_KEY": "very-secret",

@@ -27,6 +27,7 @@ class Repository:
     options: Tuple[str, ...] = ()  # restic -o settings (not secrets)
     what: str = "receiver"  # for error texts: "cannot reach the <what> at ..."
     unreachable_advice: str = ""  # what to do then; empty: the slave's receiver advice
+    full_advice: str = ""  # what to do when it has no space left; empty: the slave's advice
 
     def secret_env(self) -> Dict[str, str]:
         return {name: read_secret(path) for name, path in self.secret_env_files}

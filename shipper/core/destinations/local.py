@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from shipper.core.destinations.base import Destination, Repository
 
@@ -25,7 +25,15 @@ class LocalPath(Destination):
             rest_password_file=repo.rest_password_file,
             lock_wait=repo.lock_wait,
             network_timeout=repo.network_timeout,
+            **(self._destination_texts() if self.entry else {}),
         )
+
+    def _destination_texts(self) -> Dict[str, str]:
+        return {
+            "what": "destination folder",
+            "full_advice": "free space on its disk (shipper only adds to a copy; "
+            "forget and prune there with restic)",
+        }
 
     def local_folder(self) -> Optional[Path]:
         url = self.url[len("local:") :] if self.url.startswith("local:") else self.url
