@@ -35,6 +35,7 @@ from shipper.slave.promote.model import FAILED, Options, Plan, PromoteFailed, St
 from shipper.slave.promote.scope import is_under, under_root
 from shipper.slave.promote.standby import in_place
 from shipper.slave.promote.steps import Promotion
+from shipper.slave.standby_verify import check_rows, read_back
 
 JOURNAL_DIR = "standby"
 SAMPLE = 20  # files read back per apply and compared with restic's metadata
@@ -54,6 +55,8 @@ class Apply(Promotion):
         self.folder = cfg.state / JOURNAL_DIR  # its own: promote never resumes an apply
         self.record = state.standby_record(cfg.state)
         self.lock = threading.Lock()
+        self.wrong_rows: List[str] = []  # one line per database whose rows differ
+        self.tables = 0
 
     def apply(self, say: Say = lambda line: None) -> state.StandbyRecord:
         shutil.rmtree(self.folder, ignore_errors=True)  # each apply starts afresh
@@ -85,6 +88,10 @@ class Apply(Promotion):
         try:
             self._restore(plan, say)
             checked = self.verify_files(plan)
+            say(
+                f"verified: {self.tables} tables' rows as counted in the dumps, {checked} files "
+                f"read back ({self.record.files_read} of them byte for byte)"
+            )
         except (ShipperError, ResticError, OSError, databases.DatabaseError) as exc:
             raise self._failed(str(exc), changed=True) from None
         return self._applied(plan, checked, time.monotonic() - clock)
@@ -112,12 +119,19 @@ class Apply(Promotion):
         state.save_standby(self.cfg.state, record)
 
     def _loaded(self, name: str, status: str) -> None:
-        """Each dump that loaded (its digest checked on the way) joins the record at once."""
+        """Each dump that loaded (its digest checked on the way) and whose rows are the
+        dump's joins the record at once (in the load's thread: others go on loading)."""
         load = next((d for d in self._loads if d.step == name), None)
-        if status == "done" and load is not None and load.sha256:
-            with self.lock:
-                self.record.dumps[load.part] = load.sha256
-                state.save_standby(self.cfg.state, self.record)
+        if status != "done" or load is None or not load.content_key:
+            return
+        counted, wrong = check_rows(self.engines()[load.engine], load)
+        with self.lock:
+            if wrong:
+                self.wrong_rows.append(wrong)
+                return
+            self.tables += counted
+            self.record.dumps[load.part] = load.content_key
+            state.save_standby(self.cfg.state, self.record)
 
     def _applied(self, plan: Plan, checked: int, seconds: float) -> state.StandbyRecord:
         record = self.record
@@ -128,6 +142,7 @@ class Apply(Promotion):
             checked,
             plan.set_id,
         )
+        record.tables_checked = self.tables
         state.save_standby(self.cfg.state, record)
         return record
 
@@ -161,6 +176,8 @@ class Apply(Promotion):
         self._restore_data(plan, on_step, results, split)
         if any(step.status == FAILED for step in results):
             raise PromoteFailed("; ".join(str(s.detail) for s in results if s.status == FAILED))
+        if self.wrong_rows:
+            raise Refused(f"rows lost in the load: {'; '.join(self.wrong_rows)}")
 
     def _fresh_journal(self, set_id: str) -> Journal:
         journal = Journal(self.folder, set_id)
@@ -168,7 +185,9 @@ class Apply(Promotion):
         return journal
 
     def verify_files(self, plan: Plan) -> int:
-        """A sample of the set's files read back: type, size, mode and mtime as restic has them."""
+        """A sample of the set's files read back: type, size, mode and mtime as restic has
+        them, and a few small ones byte for byte (standby_verify.read_back)."""
+        self.record.files_read = 0
         if not plan.files_snapshot or not plan.includes:
             return 0
         nodes = [
@@ -184,6 +203,9 @@ class Apply(Promotion):
             raise Refused(
                 f"{len(wrong)} of {len(sample)} files read back differ: {'; '.join(wrong[:3])}"
             )
+        self.record.files_read, _ = read_back(
+            self.restic, plan.files_snapshot, self.root, sample, self.folder
+        )
         return len(sample)
 
     def _differs(self, node: Dict[str, Any]) -> str:
