@@ -270,10 +270,10 @@ def fresh_standby(site: Site) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def dump_details(site: Site) -> Dict[str, Any]:
+def dump_details(site: Site, engine: str = "postgresql") -> Dict[str, Any]:
     """The newest set's dump of DB, as the master recorded it in the manifest."""
     run = json.loads((site.master.env.state / "last-run.json").read_text())
-    return next(p["details"] for p in run["parts"] if p["name"] == f"postgresql:{DB}")
+    return next(p["details"] for p in run["parts"] if p["name"] == f"{engine}:{DB}")
 
 
 def test_an_unchanged_postgresql_dump_is_not_reloaded_a_changed_one_is(site: Site) -> None:
