@@ -102,18 +102,23 @@ class PostgreSQLRows(RowCounter):
             self._last = b"\n"  # the COPY line's own newline: not a row
 
     def _block(self, chunk: bytes, position: int) -> int:
-        body = chunk[position:] if position else chunk
-        seen = self._last + body
-        end = seen.find(b"\n\\.\n")
         assert self._table is not None
-        if end < 0:
-            self.rows[self._table] += body.count(b"\n")
-            self._last = seen[-3:]
-            return len(chunk)
         # Rows end with the newlines after the COPY line's, through the end marker's first.
-        self.rows[self._table] += seen.count(b"\n", len(self._last), end + 1)
+        joint = self._last + chunk[position : position + 3]
+        cut = joint.find(b"\n\\.\n")
+        if 0 <= cut < len(self._last):  # the marker began in the last chunk: its newline counted
+            return self._close(position + cut + 4 - len(self._last))
+        end = chunk.find(b"\n\\.\n", position)
+        if end >= 0:
+            self.rows[self._table] += chunk.count(b"\n", position, end + 1)
+            return self._close(end + 4)
+        self.rows[self._table] += chunk.count(b"\n", position)
+        self._last = (self._last + chunk[max(position, len(chunk) - 3) :])[-3:]
+        return len(chunk)
+
+    def _close(self, position: int) -> int:
         self._table = None
-        return position + end + 4 - len(self._last)
+        return position
 
 
 class MariaDBRows(RowCounter):
