@@ -16,7 +16,10 @@ from typing import Any, Dict, List
 
 import pytest
 
+from shipper.core.manifest import Part
+from shipper.core.state import StandbyRecord
 from shipper.databases import dumpscan, rowcount
+from shipper.slave.promote.standby import in_place
 
 PG_DUMP = rb"""-- shipper-database: {"encoding": "UTF8"}
 --
@@ -218,3 +221,31 @@ def test_the_dump_command_adds_the_scan_to_the_hash(tmp_path: Path) -> None:
     assert written["sha256"] == hashlib.sha256(PG_DUMP).hexdigest()
     assert written["bytes"] == len(PG_DUMP)
     assert written["rows"]["public.t2"] == 3 and len(written["content_sha256"]) == 64
+
+
+def test_manifests_without_the_new_fields_still_load_and_compare_by_sha256() -> None:
+    old = Part.from_json(
+        {
+            "name": "postgresql:app",
+            "outcome": "ok",
+            "snapshot": "abc",
+            "details": {"engine": "postgresql", "database": "app", "filename": "f", "sha256": "s1"},
+        }
+    ).dump()
+    assert old.rows is None and old.content_sha256 is None and old.content_key == "s1"
+    new = Part.from_json(
+        {
+            "name": "postgresql:app",
+            "outcome": "ok",
+            "snapshot": "def",
+            "details": {
+                **{"engine": "postgresql", "database": "app", "filename": "f", "sha256": "s2"},
+                **{"content_sha256": "c1", "rows": {"public.t": "3"}},
+            },
+        }
+    ).dump()
+    assert new.content_key == "c1" and new.rows == {"public.t": 3}
+    # A record written from an old manifest holds the sha256: the new set's dump loads again.
+    record = StandbyRecord(set="x", state="applied", dumps={"postgresql:app": "s1"})
+    assert in_place(record, [new]) == []
+    assert in_place(StandbyRecord(dumps={"postgresql:app": "c1"}), [new]) == ["postgresql:app"]
