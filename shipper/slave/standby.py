@@ -5,8 +5,10 @@ scope and fidelity rules, the same code), without the receiver, the hooks or
 the role change. Databases are loaded under their own names, each by the
 engine's load() (a scratch database swapped in), while the slave's
 applications stay stopped: promote then has nothing to switch. A dump whose
-sha256 equals the one in place is not reloaded; files go through restic's
-`--overwrite if-changed --delete`, so an apply costs about the set's change.
+content (Dump.content_key) is the one in place is not reloaded, and each load
+is checked table by table against the master's row counts (standby_verify.py);
+files go through restic's `--overwrite if-changed --delete`, so an apply costs
+about the set's change.
 
 The record (core/state.py, standby.json) says "applied" only once the set is
 in place and verified: an apply that fails or is killed leaves "applying" or
@@ -177,7 +179,7 @@ class Apply(Promotion):
         if any(step.status == FAILED for step in results):
             raise PromoteFailed("; ".join(str(s.detail) for s in results if s.status == FAILED))
         if self.wrong_rows:
-            raise Refused(f"rows lost in the load: {'; '.join(self.wrong_rows)}")
+            raise Refused(f"the rows loaded differ from the dumps': {'; '.join(self.wrong_rows)}")
 
     def _fresh_journal(self, set_id: str) -> Journal:
         journal = Journal(self.folder, set_id)
