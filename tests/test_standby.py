@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -302,6 +303,35 @@ def test_an_unchanged_postgresql_dump_is_not_reloaded_a_changed_one_is(site: Sit
     record = site.record()
     assert record["tables_checked"] == 1 and record["files_read"] > 0
     assert "1 tables' rows as counted in the dumps" in done.stdout
+
+
+def test_row_counts_are_exact_while_the_master_is_written_to(site: Site) -> None:
+    """The master counts the dump's own rows (pg_dump's snapshot), not the live table."""
+    fresh_standby(site)
+    stop = threading.Event()
+    written = []
+
+    def write() -> None:
+        next_id = 2_000_000
+        while not stop.is_set():
+            site.insert(next_id, next_id + 49)
+            written.append(next_id)
+            next_id += 50
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        site.master.take("under load")
+    finally:
+        stop.set()
+        writer.join()
+    assert len(written) > 3  # the table grew while the set was taken
+    counted = dump_details(site)["rows"]["public.notes"]
+    assert site.rows(site.master_pg)[0] > counted  # a count of the live table would differ
+    done = site.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert site.record()["tables_checked"] == 1
+    assert site.slave_pg.sql("SELECT count(*) FROM notes", DB)[0][0] == counted
 
 
 def test_killed_in_the_middle_of_a_database_load_the_next_apply_repairs(site: Site) -> None:
