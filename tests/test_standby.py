@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -159,8 +161,9 @@ def test_a_standby_one_set_behind_gives_the_delta_path(site: Site) -> None:
     third = site.master.take("third")  # files change, the dump does not
     plan = site.plan()
     assert plan["route"] == "delta" and plan["set_id"] == third
-    # pg_dump writes a random \restrict key (since the Aug 2025 releases): the dumps load again
     assert plan["changes"]["changed"] == 1  # app.conf only
+    # pg_dump's random \restrict key differs, the content does not: the dumps are in place
+    assert plan["databases"] == [] and "2 of 2 dumps already in place" in plan["route_note"]
     site.slave.promote("--yes", check=True)
     site.slave.assert_promoted_to("third")
     assert site.rows(site.slave_pg) == site.rows(site.master_pg)
@@ -253,3 +256,133 @@ def wait_for(done: Any, log: Path, timeout: float = 90) -> None:
             pass
         time.sleep(0.3)
     raise AssertionError(f"not done within {timeout}s; the daemon's log:\n{log.read_text()}")
+
+
+# ---------------------------------------------------------------- what an apply loads and checks
+
+
+def fresh_standby(site: Site) -> None:
+    site.slave = site.master.slave()
+    site.edit_slave(
+        databases=site.databases(site.slave_pg),
+        standby={"enabled": True, "root": str(site.slave.root)},
+    )
+    done = site.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def dump_details(site: Site, engine: str = "postgresql") -> Dict[str, Any]:
+    """The newest set's dump of DB, as the master recorded it in the manifest."""
+    run = json.loads((site.master.env.state / "last-run.json").read_text())
+    return next(p["details"] for p in run["parts"] if p["name"] == f"{engine}:{DB}")
+
+
+def test_an_unchanged_postgresql_dump_is_not_reloaded_a_changed_one_is(site: Site) -> None:
+    fresh_standby(site)
+    before = dump_details(site)
+    assert before["rows"] == {"public.notes": site.rows(site.master_pg)[0]}
+    (site.master.app / "only-files.txt").write_text("a change of files only\n")
+    site.master.take("files only")
+    after = dump_details(site)
+    # The real pg_dump writes a new \restrict key each time: the bytes differ, the content not.
+    assert after["sha256"] != before["sha256"]
+    assert after["content_sha256"] == before["content_sha256"]
+    done = site.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 dumps to load, 2 unchanged" in done.stdout
+    assert site.record()["dumps"][f"postgresql:{DB}"] == after["content_sha256"]
+
+    site.insert(1001, 1010)
+    site.master.take("rows added")
+    assert dump_details(site)["content_sha256"] != after["content_sha256"]
+    done = site.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 dumps to load, 0 unchanged" in done.stdout  # the globals load again with it
+    assert f"database:postgresql:{DB}: done" in done.stdout
+    assert site.rows(site.slave_pg) == site.rows(site.master_pg)
+    record = site.record()
+    assert record["tables_checked"] == 1 and record["files_read"] > 0
+    assert "1 tables' rows as counted in the dumps" in done.stdout
+
+
+def test_row_counts_are_exact_while_the_master_is_written_to(site: Site) -> None:
+    """The master counts the dump's own rows (pg_dump's snapshot), not the live table."""
+    fresh_standby(site)
+    stop = threading.Event()
+    written = []
+
+    def write() -> None:
+        next_id = 2_000_000
+        while not stop.is_set():
+            site.insert(next_id, next_id + 49)
+            written.append(next_id)
+            next_id += 50
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        site.master.take("under load")
+    finally:
+        stop.set()
+        writer.join()
+    assert len(written) > 3  # the table grew while the set was taken
+    counted = dump_details(site)["rows"]["public.notes"]
+    assert site.rows(site.master_pg)[0] > counted  # a count of the live table would differ
+    done = site.apply()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert site.record()["tables_checked"] == 1
+    assert site.slave_pg.sql("SELECT count(*) FROM notes", DB)[0][0] == counted
+
+
+def test_killed_in_the_middle_of_a_database_load_the_next_apply_repairs(site: Site) -> None:
+    fresh_standby(site)
+    site.master_pg.sql(
+        "CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 4) AS body "
+        "FROM generate_series(1, 800000) g",
+        db=DB,
+    )
+    try:
+        big = site.master.take("big table")
+        expected = dump_details(site)["rows"]
+        assert expected["public.bulk"] == 800_000
+        apply = subprocess.Popen(
+            [str(VENV_BIN / "shipper"), "standby", "apply"],
+            env=site.slave.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until_loading(site, apply)
+        os.killpg(apply.pid, signal.SIGKILL)
+        apply.wait(30)
+        record = site.record()
+        assert record["state"] == "applying" and record["set"] == big
+        assert f"postgresql:{DB}" not in record["dumps"]
+        plan = site.plan()
+        assert plan["route"] == "delta"
+        assert f"postgresql:{DB}" in [load["part"] for load in plan["databases"]]
+
+        done = site.apply()
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert site.record()["state"] == "applied" and site.record()["set"] == big
+        assert f"database:postgresql:{DB}: done" in done.stdout
+        counted = site.slave_pg.sql("SELECT count(*) FROM bulk", DB)[0][0]
+        assert counted == expected["public.bulk"]
+        assert site.rows(site.slave_pg) == site.rows(site.master_pg)
+    finally:
+        site.master_pg.sql("DROP TABLE bulk", db=DB)
+
+
+def wait_until_loading(site: Site, apply: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the slave's server runs the COPY of the big table (the load is under way)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert apply.poll() is None, apply.stdout.read() if apply.stdout else ""
+        copying = site.slave_pg.sql(
+            "SELECT count(*) FROM pg_stat_progress_copy "
+            "WHERE datname LIKE 'shipper_load_%' AND tuples_processed > 100000"
+        )
+        if copying[0][0]:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the load of the big table never started")

@@ -36,6 +36,14 @@ class Dump:
     bytes: int
     sha256: Optional[str]
     server_version: str
+    # Both counted by the master in the dump's stream; None in a manifest that predates them.
+    content_sha256: Optional[str] = None  # PostgreSQL: sha256 without pg_dump's \restrict key
+    rows: Optional[Dict[str, int]] = None  # table (as the dump names it) -> rows in the dump
+
+    @property
+    def content_key(self) -> Optional[str]:
+        """What says two dumps load the same data: the content digest where there is one."""
+        return self.content_sha256 or self.sha256
 
     @property
     def is_globals(self) -> bool:
@@ -76,6 +84,8 @@ class Part:
             bytes=int(details.get("bytes") or 0),
             sha256=details.get("sha256"),
             server_version=str(details.get("server_version") or ""),
+            content_sha256=details.get("content_sha256") or None,
+            rows=_rows(details.get("rows")),
         )
 
     @classmethod
@@ -177,6 +187,12 @@ class Manifest:
         if not self.set_dir:
             return None
         return f"{self.set_dir.rstrip('/')}/{sets.MANIFEST_FILENAME}"
+
+
+def _rows(value: Any) -> Optional[Dict[str, int]]:
+    if not isinstance(value, dict):
+        return None
+    return {str(table): int(count) for table, count in value.items()}
 
 
 def read_json(restic: Restic, chosen: sets.SnapshotSet) -> Optional[Dict[str, Any]]:

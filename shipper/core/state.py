@@ -293,6 +293,8 @@ class StandbyRecord:
     verified_at: str = ""
     seconds: float = 0.0
     files_checked: int = 0
+    files_read: int = 0  # of those, compared byte for byte with the repository's
+    tables_checked: int = 0  # tables whose rows were counted after their load
     error: str = ""
     last_good: Optional[str] = None  # the last set applied and verified (history only)
     warning: str = ""  # what went wrong after the set was in place (a post-apply hook)

@@ -6,6 +6,8 @@ CMD's stdout is copied to our stdout in large chunks while it is counted and
 hashed (sha256); its stderr and stdin are CMD's own (inherited). When CMD
 exits 0 and every byte was passed on, {"bytes": N, "sha256": "..."} is written
 to RESULTFILE (atomically); otherwise RESULTFILE does not exist afterwards.
+A caller's scan (databases/dumpscan.py runs this with an engine's) also reads
+every chunk and adds its fields to the result.
 The exit code is CMD's, 128+N when CMD was killed by signal N, 128+SIGPIPE
 when our reader went away, 2 for a usage error and 127 when CMD cannot start.
 
@@ -24,7 +26,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from shipper.core import process
 
@@ -33,7 +35,13 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Python < 3.10 lacks the n
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def run(command: Sequence[str], result_path: str) -> int:
+class Scan(Protocol):
+    def feed(self, chunk: bytes) -> None: ...
+
+    def result(self) -> Dict[str, Any]: ...
+
+
+def run(command: Sequence[str], result_path: str, scan: Optional[Scan] = None) -> int:
     """Run `command`, stream and hash its stdout; the exit code to leave with."""
     _remove(result_path)
     try:
@@ -46,7 +54,7 @@ def run(command: Sequence[str], result_path: str) -> int:
         return 127
     _forward_signals(child)
     assert child.stdout is not None
-    copied = _copy(child.stdout.fileno(), sys.stdout.fileno())
+    copied = _copy(child.stdout.fileno(), sys.stdout.fileno(), scan)
     if copied is None:  # our reader went away: stop the producer too
         child.terminate()
     child.stdout.close()
@@ -61,7 +69,7 @@ def run(command: Sequence[str], result_path: str) -> int:
         )
         return 128 - code
     if code == 0:
-        _write_result(result_path, *copied)
+        _write_result(result_path, *copied, extra=_scanned(scan))
     return code
 
 
@@ -81,7 +89,18 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _copy(source: int, target: int) -> Optional[Tuple[int, str]]:
+def _scanned(scan: Optional[Scan]) -> Dict[str, Any]:
+    """The scan's fields; none when it failed (a count is never worth a lost dump)."""
+    if scan is None:
+        return {}
+    try:
+        return scan.result()
+    except Exception as exc:  # noqa: BLE001 - any fault of the scan
+        print(f"streamhash: the dump's scan failed ({exc}): no row counts", file=sys.stderr)
+        return {}
+
+
+def _copy(source: int, target: int, scan: Optional[Scan] = None) -> Optional[Tuple[int, str]]:
     """Copy until EOF; (bytes, sha256) or None when the target is closed."""
     for fd in (source, target):
         _widen_pipe(fd)
@@ -98,6 +117,18 @@ def _copy(source: int, target: int) -> Optional[Tuple[int, str]]:
         total += count
         if not _write_all(target, chunk):
             return None
+        if scan is not None:
+            scan = _feed(scan, bytes(chunk))
+
+
+def _feed(scan: Scan, chunk: bytes) -> Optional[Scan]:
+    """After the write, so the reader is never kept waiting; a failed scan stops scanning."""
+    try:
+        scan.feed(chunk)
+    except Exception as exc:  # noqa: BLE001 - any fault of the scan
+        print(f"streamhash: the dump's scan failed ({exc}): no row counts", file=sys.stderr)
+        return None
+    return scan
 
 
 def _write_all(fd: int, data: memoryview) -> bool:
@@ -124,10 +155,10 @@ def _forward_signals(child: subprocess.Popen) -> None:
         signal.signal(signum, forward)
 
 
-def _write_result(path: str, size: int, sha256: str) -> None:
+def _write_result(path: str, size: int, sha256: str, extra: Dict[str, Any]) -> None:
     temporary = f"{path}.tmp"
     with open(temporary, "w") as handle:
-        json.dump({"bytes": size, "sha256": sha256}, handle)
+        json.dump({"bytes": size, "sha256": sha256, **extra}, handle)
     os.replace(temporary, path)
 
 

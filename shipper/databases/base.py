@@ -32,10 +32,23 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Sequence
+from typing import (
+    IO,
+    Any,
+    Callable,
+    ClassVar,
+    Dict,
+    FrozenSet,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+)
 
 from shipper.core import process
 from shipper.core.errors import ShipperError
+
+from . import rowcount
 
 log = logging.getLogger("shipper.databases")
 
@@ -61,16 +74,10 @@ class DumpJob:
 
 
 def wrap_with_hash(job: DumpJob, result_path: str) -> List[str]:
-    """The job's command run under shipper.streamhash (byte count and sha256 to result_path)."""
-    return [
-        sys.executable,
-        "-m",
-        "shipper.core.streamhash",
-        "--out",
-        result_path,
-        "--",
-        *job.command,
-    ]
+    """The job's command run under core/streamhash.py (byte count and sha256) with the
+    engine's scan (rows per table, content digest: dumpscan.py), all to result_path."""
+    scan = [sys.executable, "-m", "shipper.databases.dumpscan", job.engine]
+    return [*scan, "--out", result_path, "--", *job.command]
 
 
 def dump_failure_cause(detail: str) -> str:
@@ -287,6 +294,20 @@ class Engine:
             wanted = [name for name in wanted if not is_scratch(name)]
         excluded = set(self.server.exclude)
         return [name for name in wanted if name not in excluded]
+
+    def count_rows(self, database: str, tables: Sequence[str]) -> Dict[str, int]:
+        """Rows in each table of `database` now, the tables named as the engine's dumps name them."""
+        counts: Dict[str, int] = {}
+        with self.credentials():
+            count_sql = self._count_sql(database)
+            for names, query in rowcount.count_queries(tables, count_sql):
+                for index, count in self._query(query, (), database):
+                    counts[names[int(index)]] = int(count)
+        return counts
+
+    def _count_sql(self, database: str) -> Callable[[str], str]:
+        """table -> the `count(*) FROM ...` that counts its rows as the dump holds them."""
+        raise NotImplementedError
 
     def database_size(self, database: str) -> int:
         """Bytes the database takes on the server (an estimate of the dump's size)."""

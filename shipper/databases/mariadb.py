@@ -47,13 +47,14 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Sequence
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence
 
 import pymysql
 import pymysql.cursors
 
 from shipper.core import process
 
+from . import rowcount
 from .base import (
     DatabaseError,
     Engine,
@@ -197,6 +198,11 @@ class MariaDB(Engine):
         )
 
     # ------------------------------------------------------------ commands
+
+    def _count_sql(self, database: str) -> Callable[[str], str]:
+        """History rows count too: --dump-history dumps them (FOR SYSTEM_TIME ALL)."""
+        rows = self._query(rowcount.MARIADB_VERSIONED, (database,))
+        return rowcount.mariadb_count({str(row[0]) for row in rows})
 
     def _dump_command(self, database: str) -> List[str]:
         tool = self._tool(DUMP_TOOLS)

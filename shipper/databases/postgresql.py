@@ -32,11 +32,12 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import psycopg2
 from psycopg2 import sql
 
+from . import rowcount
 from .base import (
     DatabaseError,
     Engine,
@@ -139,6 +140,9 @@ class PostgreSQL(Engine):
             name,
         ]
         return find_tool(candidates, self.describe(), f"the PostgreSQL {major} client tools")
+
+    def _count_sql(self, database: str) -> Callable[[str], str]:
+        return rowcount.postgresql_count
 
     def _dump_command(self, database: str) -> List[str]:
         conninfo = self.conninfo(database)

@@ -5,8 +5,10 @@ scope and fidelity rules, the same code), without the receiver, the hooks or
 the role change. Databases are loaded under their own names, each by the
 engine's load() (a scratch database swapped in), while the slave's
 applications stay stopped: promote then has nothing to switch. A dump whose
-sha256 equals the one in place is not reloaded; files go through restic's
-`--overwrite if-changed --delete`, so an apply costs about the set's change.
+content (Dump.content_key) is the one in place is not reloaded, and each load
+is checked table by table against the master's row counts (standby_verify.py);
+files go through restic's `--overwrite if-changed --delete`, so an apply costs
+about the set's change.
 
 The record (core/state.py, standby.json) says "applied" only once the set is
 in place and verified: an apply that fails or is killed leaves "applying" or
@@ -36,6 +38,7 @@ from shipper.slave.promote.model import FAILED, Options, Plan, PromoteFailed, St
 from shipper.slave.promote.scope import is_under, under_root
 from shipper.slave.promote.standby import in_place
 from shipper.slave.promote.steps import Promotion
+from shipper.slave.standby_verify import check_rows, read_back
 
 JOURNAL_DIR = "standby"
 SAMPLE = 20  # files read back per apply and compared with restic's metadata
@@ -55,6 +58,8 @@ class Apply(Promotion):
         self.folder = cfg.state / JOURNAL_DIR  # its own: promote never resumes an apply
         self.record = state.standby_record(cfg.state)
         self.lock = threading.Lock()
+        self.wrong_rows: List[str] = []  # one line per database whose rows differ
+        self.tables = 0
 
     def protected_paths(self) -> List[str]:
         """standby.hold's paths stay as the slave has them, like machine-specific ones:
@@ -91,6 +96,10 @@ class Apply(Promotion):
         try:
             self._restore(plan, say)
             checked = self.verify_files(plan)
+            say(
+                f"verified: {self.tables} tables' rows as counted in the dumps, {checked} files "
+                f"read back ({self.record.files_read} of them byte for byte)"
+            )
         except (ShipperError, ResticError, OSError, databases.DatabaseError) as exc:
             raise self._failed(str(exc), changed=True) from None
         return self._applied(plan, checked, time.monotonic() - clock)
@@ -118,12 +127,19 @@ class Apply(Promotion):
         state.save_standby(self.cfg.state, record)
 
     def _loaded(self, name: str, status: str) -> None:
-        """Each dump that loaded (its digest checked on the way) joins the record at once."""
+        """Each dump that loaded (its digest checked on the way) and whose rows are the
+        dump's joins the record at once (in the load's thread: others go on loading)."""
         load = next((d for d in self._loads if d.step == name), None)
-        if status == "done" and load is not None and load.sha256:
-            with self.lock:
-                self.record.dumps[load.part] = load.sha256
-                state.save_standby(self.cfg.state, self.record)
+        if status != "done" or load is None or not load.content_key:
+            return
+        counted, wrong = check_rows(self.engines()[load.engine], load)
+        with self.lock:
+            if wrong:
+                self.wrong_rows.append(wrong)
+                return
+            self.tables += counted
+            self.record.dumps[load.part] = load.content_key
+            state.save_standby(self.cfg.state, self.record)
 
     def _applied(self, plan: Plan, checked: int, seconds: float) -> state.StandbyRecord:
         record = self.record
@@ -134,6 +150,7 @@ class Apply(Promotion):
             checked,
             plan.set_id,
         )
+        record.tables_checked = self.tables
         state.save_standby(self.cfg.state, record)
         return record
 
@@ -168,6 +185,8 @@ class Apply(Promotion):
         if any(step.status == FAILED for step in results):
             raise PromoteFailed("; ".join(str(s.detail) for s in results if s.status == FAILED))
         self.measure(f"apply of set {plan.set_id}", plan, results, split)
+        if self.wrong_rows:
+            raise Refused(f"the rows loaded differ from the dumps': {'; '.join(self.wrong_rows)}")
 
     def _fresh_journal(self, set_id: str) -> Journal:
         journal = Journal(self.folder, set_id)
@@ -175,7 +194,9 @@ class Apply(Promotion):
         return journal
 
     def verify_files(self, plan: Plan) -> int:
-        """A sample of the set's files read back: type, size, mode and mtime as restic has them."""
+        """A sample of the set's files read back: type, size, mode and mtime as restic has
+        them, and a few small ones byte for byte (standby_verify.read_back)."""
+        self.record.files_read = 0
         if not plan.files_snapshot or not plan.includes:
             return 0
         nodes = [
@@ -191,6 +212,9 @@ class Apply(Promotion):
             raise Refused(
                 f"{len(wrong)} of {len(sample)} files read back differ: {'; '.join(wrong[:3])}"
             )
+        self.record.files_read, _ = read_back(
+            self.restic, plan.files_snapshot, self.root, sample, self.folder
+        )
         return len(sample)
 
     def _differs(self, node: Dict[str, Any]) -> str:

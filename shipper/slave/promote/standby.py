@@ -60,13 +60,15 @@ def choose(cfg: Config, set_id: str, root: str, loads: List[Dump]) -> Route:
 
 
 def in_place(record: state.StandbyRecord, loads: List[Dump]) -> List[str]:
-    """The parts whose dump, same sha256, the standby loaded and verified.
+    """The parts whose dump, same content (Dump.content_key), the standby loaded and verified.
 
     An engine's globals count as in place only when none of its databases is
     reloaded: they load again after the databases to put back their grants.
     """
     same = {
-        load.part for load in loads if load.sha256 and record.dumps.get(load.part) == load.sha256
+        load.part
+        for load in loads
+        if load.content_key and record.dumps.get(load.part) == load.content_key
     }
     reloaded = {load.engine for load in loads if not load.is_globals and load.part not in same}
     return [
