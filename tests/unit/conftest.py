@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, List
 
 import pytest
 
 from shipper.core import config
+from shipper.notify import channels
+from shipper.notify.event import Event
 
 MINIMAL = "repository:\n  url: /srv/repo\n"
 
@@ -21,3 +23,25 @@ def make_config(tmp_path: Path) -> Callable[..., Any]:
         return config.parse(text, "unit.yml")
 
     return make
+
+
+class Recorder:
+    """A notification channel that keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.events: List[Event] = []
+
+    def enabled(self, cfg: Any) -> bool:
+        return True
+
+    def send(self, cfg: Any, event: Event) -> bool:
+        self.events.append(event)
+        return True
+
+
+@pytest.fixture
+def told(monkeypatch: pytest.MonkeyPatch) -> List[Event]:
+    """The events sent while the test runs, instead of the configured channels."""
+    recorder = Recorder()
+    monkeypatch.setattr(channels, "CHANNELS", {"recorder": recorder})
+    return recorder.events

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import List
 
 import pytest
 
 from shipper.notify import channels, state_machine
 from shipper.notify.event import Event
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: List[Event] = []
-
-    def enabled(self, cfg: Any) -> bool:
-        return True
-
-    def send(self, cfg: Any, event: Event) -> bool:
-        self.events.append(event)
-        return True
-
-
-@pytest.fixture
-def told(monkeypatch) -> List[Event]:
-    recorder = Recorder()
-    monkeypatch.setattr(channels, "CHANNELS", {"recorder": recorder})
-    return recorder.events
 
 
 def outcome(status: str, error: str = "", set_id: str = "20261125T163000Z") -> dict:

@@ -10,7 +10,7 @@ from typing import Any, List
 import pytest
 
 from shipper.core import sets, state
-from shipper.notify import channels, metrics, watches
+from shipper.notify import metrics, watches
 from shipper.notify.destination_status import DestinationView
 from shipper.notify.event import Event
 from shipper.slave.promote import estimate, services
@@ -82,25 +82,6 @@ def test_services_are_left_alone_under_another_root_or_without_systemd(
 
 
 # ---------------------------------------------------------------- watches and gauges
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: List[Event] = []
-
-    def enabled(self, cfg: Any) -> bool:
-        return True
-
-    def send(self, cfg: Any, event: Event) -> bool:
-        self.events.append(event)
-        return True
-
-
-@pytest.fixture
-def told(monkeypatch) -> List[Event]:
-    recorder = Recorder()
-    monkeypatch.setattr(channels, "CHANNELS", {"recorder": recorder})
-    return recorder.events
 
 
 def mails(events: List[Event]) -> List[str]:
