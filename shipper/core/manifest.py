@@ -161,9 +161,9 @@ class Manifest:
         ]
         return sorted(out, key=lambda d: (not d.is_globals, d.engine, d.part))
 
-    def dump_digests(self) -> Dict[str, Optional[str]]:
-        """Database part -> its dump's sha256, for the parts that succeeded."""
-        return {p.name: p.sha256 for p in self.parts if p.outcome == OK and "engine" in p.details}
+    def dumps_by_part(self) -> Dict[str, Dump]:
+        """Database part -> its dump (digests included), for the parts that succeeded."""
+        return {p.name: p.dump() for p in self.parts if p.outcome == OK and p.is_dump}
 
     def files_stored(self) -> bool:
         """Whether the files part was stored (whole, or with some files unreadable)."""

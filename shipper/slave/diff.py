@@ -2,7 +2,8 @@
 
 Files come from `restic diff --metadata` of the two files parts (added,
 removed, changed, metadata-only changes); databases from the manifests: a
-dump whose sha256 differs changed, one in only one set was added or removed.
+dump whose content differs (sha256, or the digest without pg_dump's
+\\restrict key) changed, one in only one set was added or removed.
 shipper's own manifest, which differs in every set, is left out.
 """
 
@@ -14,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from shipper.core import manifest as manifests
 from shipper.core import sets
 from shipper.core.errors import NotFound
-from shipper.core.manifest import Manifest
+from shipper.core.manifest import Dump, Manifest
 from shipper.core.restic import Restic
 from shipper.slave.restore import files_part
 
@@ -79,19 +80,27 @@ def _file_change(result: Difference, message: Dict[str, Any], skip: set) -> None
 
 
 def _databases(first: Optional[Manifest], second: Optional[Manifest]) -> Dict[str, str]:
-    one = first.dump_digests() if first else {}
-    two = second.dump_digests() if second else {}
+    one = first.dumps_by_part() if first else {}
+    two = second.dumps_by_part() if second else {}
     out = {}
     for name in sorted(set(one) | set(two)):
         if name not in one:
             out[name] = "added"
         elif name not in two:
             out[name] = "removed"
-        elif one[name] is None or two[name] is None:
-            out[name] = "unknown (no digest)"
         else:
-            out[name] = "same" if one[name] == two[name] else "changed"
+            out[name] = _dump_change(one[name], two[name])
     return out
+
+
+def _dump_change(one: Dump, two: Dump) -> str:
+    # Content digests leave out pg_dump's random \restrict key; sets taken before
+    # shipper recorded them compare by the whole stream's sha256.
+    if one.content_sha256 and two.content_sha256:
+        return "same" if one.content_sha256 == two.content_sha256 else "changed"
+    if not (one.sha256 and two.sha256):
+        return "unknown (no digest)"
+    return "same" if one.sha256 == two.sha256 else "changed"
 
 
 def lines(result: Difference, limit: int = 50) -> List[str]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Optional
 
 from shipper.core import manifest, sets
-from shipper.core.manifest import Manifest, Part
+from shipper.core.manifest import Dump, Manifest, Part
 from shipper.core.restic import Snapshot, parse_time
 
 DOCUMENT = {
@@ -116,7 +117,8 @@ def test_an_old_manifest_without_paths_says_so() -> None:
 
 def test_digests_and_own_file() -> None:
     typed = Manifest.from_json(DOCUMENT)
-    assert typed.dump_digests() == {"mariadb:globals": None, "mariadb:shop": "ab" * 32}
+    digests = {name: dump.sha256 for name, dump in typed.dumps_by_part().items()}
+    assert digests == {"mariadb:globals": None, "mariadb:shop": "ab" * 32}
     assert typed.own_file() == "/var/lib/shipper/set/" + sets.MANIFEST_FILENAME
     assert typed.files_stored()
     assert Part.from_json({"name": "x"}).outcome == "?"
@@ -140,3 +142,18 @@ def test_a_sets_duration_runs_from_its_id_to_restics_last_backup_end() -> None:
     assert taken.duration == 12.2
     assert sets.SnapshotSet("20261125T163000Z", [snap("c", "")]).duration is None
     assert taken.to_json()["duration"] == 12.2
+
+
+def test_diff_compares_postgresql_dumps_by_content_when_both_sets_have_it() -> None:
+    from shipper.slave.diff import _dump_change
+
+    def dump(sha: str, content: Optional[str]) -> Dump:
+        return Dump(
+            "postgresql:app", "postgresql", "app", "s", "f", 1, sha, "17", content_sha256=content
+        )
+
+    # pg_dump's \restrict key: the stream's sha256 differs at every set, the content does not.
+    assert _dump_change(dump("a" * 64, "c" * 64), dump("b" * 64, "c" * 64)) == "same"
+    assert _dump_change(dump("a" * 64, "c" * 64), dump("b" * 64, "d" * 64)) == "changed"
+    assert _dump_change(dump("a" * 64, None), dump("a" * 64, "c" * 64)) == "same"
+    assert _dump_change(dump("a" * 64, None), dump(None, None)) == "unknown (no digest)"
