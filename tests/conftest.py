@@ -5,3 +5,10 @@ pytest_plugins = [
     "tests.sinks",
     "tests.seaweed",
 ]
+
+
+def pytest_configure(config) -> None:
+    # Repositories made by the suite get restic's cheapest key derivation (tests/tools/restic).
+    from tests import shipperenv
+
+    shipperenv.CHEAP_KEYS = True

@@ -26,8 +26,16 @@ VENV_BIN = Path(sys.executable).parent
 PASSWORD = "correct horse battery staple"
 
 
+# tests/tools/restic: real restic whose `init` picks the cheapest key derivation
+# (see that file). On for the test suite only (tests/conftest.py); benchmarks
+# import this module too and keep restic's normal keys.
+SUITE_TOOLS = ROOT / "tests" / "tools"
+CHEAP_KEYS = False
+
+
 def tool_path() -> str:
-    return os.pathsep.join([str(TOOLS), str(VENV_BIN), os.environ.get("PATH", "")])
+    first = [str(SUITE_TOOLS)] if CHEAP_KEYS else []
+    return os.pathsep.join([*first, str(TOOLS), str(VENV_BIN), os.environ.get("PATH", "")])
 
 
 def free_port() -> int:

@@ -180,8 +180,10 @@ def test_stop_interrupts_a_long_set_safely(shipper_env: ShipperEnv, daemons) -> 
     (env.src / "small").write_text("small\n")
     env.run("init", check=True)
     env.run("snapshot", check=True)
+    # Big enough that restic is still reading it when the stop comes (a few seconds).
     with open(env.src / "big.bin", "wb") as handle:
-        handle.write(os.urandom(150 * 1024 * 1024))
+        for _ in range(8):
+            handle.write(os.urandom(64 * 1024 * 1024))
     daemon = Daemon(
         env, "--schedule", "* * * * * */1", "--check-interval", "0.2", "--stop-grace", "0.2"
     )

@@ -73,6 +73,10 @@ class Part:
     def sha256(self) -> Optional[str]:
         return self.details.get("sha256")
 
+    @property
+    def content_sha256(self) -> Optional[str]:
+        return self.details.get("content_sha256") or None
+
     def dump(self, fallback_snapshot: str = "") -> Dump:
         details = self.details
         return Dump(
@@ -161,9 +165,9 @@ class Manifest:
         ]
         return sorted(out, key=lambda d: (not d.is_globals, d.engine, d.part))
 
-    def dumps_by_part(self) -> Dict[str, Dump]:
-        """Database part -> its dump (digests included), for the parts that succeeded."""
-        return {p.name: p.dump() for p in self.parts if p.outcome == OK and p.is_dump}
+    def dump_parts(self) -> Dict[str, Part]:
+        """Database part name -> the part, for the dumps that succeeded."""
+        return {p.name: p for p in self.parts if p.outcome == OK and "engine" in p.details}
 
     def files_stored(self) -> bool:
         """Whether the files part was stored (whole, or with some files unreadable)."""

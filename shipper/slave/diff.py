@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from shipper.core import manifest as manifests
 from shipper.core import sets
 from shipper.core.errors import NotFound
-from shipper.core.manifest import Dump, Manifest
+from shipper.core.manifest import Manifest, Part
 from shipper.core.restic import Restic
 from shipper.slave.restore import files_part
 
@@ -80,8 +80,8 @@ def _file_change(result: Difference, message: Dict[str, Any], skip: set) -> None
 
 
 def _databases(first: Optional[Manifest], second: Optional[Manifest]) -> Dict[str, str]:
-    one = first.dumps_by_part() if first else {}
-    two = second.dumps_by_part() if second else {}
+    one = first.dump_parts() if first else {}
+    two = second.dump_parts() if second else {}
     out = {}
     for name in sorted(set(one) | set(two)):
         if name not in one:
@@ -93,7 +93,7 @@ def _databases(first: Optional[Manifest], second: Optional[Manifest]) -> Dict[st
     return out
 
 
-def _dump_change(one: Dump, two: Dump) -> str:
+def _dump_change(one: Part, two: Part) -> str:
     # Content digests leave out pg_dump's random \restrict key; sets taken before
     # shipper recorded them compare by the whole stream's sha256.
     if one.content_sha256 and two.content_sha256:

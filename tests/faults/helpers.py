@@ -107,6 +107,34 @@ def gone(pid: int, timeout: float = 15) -> bool:
         time.sleep(0.05)
 
 
+def session_reaped(sid: int, timeout: float = 30) -> bool:
+    """True once no process of session `sid` is left, zombies included.
+
+    restic judges a lock stale by asking whether its process exists; a killed
+    process that nobody reaped yet (pid 1 reaps orphans late here) still does.
+    """
+    deadline = time.monotonic() + timeout
+    while _session_members(sid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _session_members(sid: int) -> List[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid:  # state, ppid, pgrp, session
+            members.append(int(entry.name))
+    return members
+
+
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"

@@ -32,6 +32,7 @@ from tests.faults.helpers import (
     gone,
     is_restic,
     restored_digest,
+    session_reaped,
     sets_json,
     snapshot_ok,
     statuses,
@@ -158,6 +159,7 @@ def test_sigkill_of_the_whole_run_mid_dump_leaves_no_set(
         assert not gone(dump, 0), "the dump should be waiting for the table lock"
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
+        assert session_reaped(run.pid), "the killed run's processes were never reaped"
     finally:
         lock.release()
     assert gone(dump)

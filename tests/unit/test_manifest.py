@@ -7,7 +7,7 @@ import json
 from typing import Optional
 
 from shipper.core import manifest, sets
-from shipper.core.manifest import Dump, Manifest, Part
+from shipper.core.manifest import Manifest, Part
 from shipper.core.restic import Snapshot, parse_time
 
 DOCUMENT = {
@@ -117,7 +117,7 @@ def test_an_old_manifest_without_paths_says_so() -> None:
 
 def test_digests_and_own_file() -> None:
     typed = Manifest.from_json(DOCUMENT)
-    digests = {name: dump.sha256 for name, dump in typed.dumps_by_part().items()}
+    digests = {name: part.sha256 for name, part in typed.dump_parts().items()}
     assert digests == {"mariadb:globals": None, "mariadb:shop": "ab" * 32}
     assert typed.own_file() == "/var/lib/shipper/set/" + sets.MANIFEST_FILENAME
     assert typed.files_stored()
@@ -147,10 +147,9 @@ def test_a_sets_duration_runs_from_its_id_to_restics_last_backup_end() -> None:
 def test_diff_compares_postgresql_dumps_by_content_when_both_sets_have_it() -> None:
     from shipper.slave.diff import _dump_change
 
-    def dump(sha: str, content: Optional[str]) -> Dump:
-        return Dump(
-            "postgresql:app", "postgresql", "app", "s", "f", 1, sha, "17", content_sha256=content
-        )
+    def dump(sha: Optional[str], content: Optional[str]) -> Part:
+        details = {"engine": "postgresql", "sha256": sha, "content_sha256": content}
+        return Part("postgresql:app", "ok", details=details)
 
     # pg_dump's \restrict key: the stream's sha256 differs at every set, the content does not.
     assert _dump_change(dump("a" * 64, "c" * 64), dump("b" * 64, "c" * 64)) == "same"
