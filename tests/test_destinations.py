@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from tests.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS
-from tests.shipperenv import TOOLS, ShipperEnv, free_port, tree_digest, write_secret
+from tests.shipperenv import TOOLS, VENV_BIN, ShipperEnv, free_port, tree_digest, write_secret
 
 
 def offsite(store: SeaweedFS, folder: Path, bucket: str, endpoint: str = "") -> Dict[str, Any]:
@@ -123,6 +123,66 @@ def test_bucket_down_for_a_run_is_caught_up(
     assert [(v["name"], v["newest"], v["error"]) for v in views] == [
         ("offsite", set_ids(env)[0], None)
     ]
+
+
+RESTIC_COMMANDS = {"backup", "cat", "copy", "forget", "init", "snapshots", "unlock", "version"}
+
+
+def counting_snapshot(env: ShipperEnv, log: Path) -> Dict[str, Any]:
+    """`shipper snapshot --json` through a restic wrapper that logs each process's command."""
+    wrapper = env.base / "restic-counting"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {TOOLS / "restic"} "$@"\n')
+    wrapper.chmod(0o755)
+    log.write_text("")
+    result = subprocess.run(
+        [str(VENV_BIN / "shipper"), "snapshot", "--json"],
+        env={**env.env(), "SHIPPER_RESTIC": str(wrapper)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    commands = []
+    for line in log.read_text().splitlines():
+        commands += [next(word for word in line.split() if word in RESTIC_COMMANDS)]
+    return {**json.loads(result.stdout), "commands": commands}
+
+
+def test_one_new_set_is_one_restic_copy_and_a_record_that_lies_is_corrected(
+    shipper_env: ShipperEnv,
+) -> None:
+    """After a good copy, the next set goes with one `restic copy` and no listing; a
+    destination emptied behind shipper's back is found out and refilled."""
+    env = shipper_env
+    spare = env.base / "spare"
+    env.make_dataset(files=20, mib=1)
+    env.write_config(destinations=[{"name": "spare", "kind": "local", "url": str(spare)}])
+    env.run("init", check=True)
+    log = env.base / "restic.log"
+    first = counting_snapshot(env, log)
+    assert first["destinations"][0]["listed"] and first["commands"].count("snapshots") == 3
+    env.mutate_dataset()
+    second = counting_snapshot(env, log)
+    (copied,) = second["destinations"]
+    assert (copied["listed"], copied["copied"], copied["error"]) == (
+        False,
+        [second["set_id"]],
+        None,
+    )
+    # One copy; the one listing left is the destination's gauges after it (notify).
+    assert second["commands"].count("copy") == 1 and second["commands"].count("snapshots") == 1
+    assert set_ids(env, "spare") == set_ids(env) and len(set_ids(env)) == 2
+
+    listed = json.loads(env.restic("snapshots", "--json", repo=str(spare)).stdout)
+    env.restic("forget", *[snap["id"] for snap in listed], repo=str(spare))
+    assert set_ids(env, "spare") == []
+    third = counting_snapshot(env, log)
+    (refilled,) = third["destinations"]
+    assert refilled["listed"] and refilled["error"] is None, third
+    assert sorted(refilled["copied"]) == sorted(set_ids(env)) and len(set_ids(env)) == 3
+    assert set_ids(env, "spare") == set_ids(env)
+    fourth = counting_snapshot(env, log)
+    assert not fourth["destinations"][0]["listed"] and set_ids(env, "spare") == set_ids(env)
 
 
 def test_unknown_destination_is_one_line(shipper_env: ShipperEnv) -> None:

@@ -36,7 +36,8 @@ def run(ctx: Context) -> int:
         taken.result = snapshot.take(cfg, ctx.restic(progress), announce=progress.start)
     result = taken.result
     progress.finish()
-    copied = copies.copy_all(cfg, ctx.restic()) if result.status != sets.INCOMPLETE else []
+    new = copies.NewSet(result.set_id, result.previous_set, result.snapshots)
+    copied = copies.copy_all(cfg, ctx.restic(), new) if result.status != sets.INCOMPLETE else []
     notify.check_destinations(cfg)  # each destination's gauges; a stale one is told once
     data = {**result.to_json(), "destinations": [c.to_json() for c in copied]}
     lines = [summary_line(result), *vanished_lines(result)]

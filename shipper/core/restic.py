@@ -564,8 +564,10 @@ class Restic:
         """Create the repository with `source`'s chunker parameters, so copies deduplicate."""
         self._run(["init", "--copy-chunker-params"], locking=False, source=source)
 
-    def copy(self, source: Repository, snapshot_ids: Sequence[str]) -> None:
+    def copy(self, source: Repository, snapshot_ids: Sequence[str]) -> List[str]:
         """Copy these snapshots of `source` here; restic skips ones already copied.
+
+        Returns the short ids (in `source`) of the snapshots restic copied.
 
         A copy that dies (killed, disk full) leaves its locks in both repositories, and
         they would block the slaves' exclusive prune and check until someone unlocks
@@ -573,7 +575,7 @@ class Restic:
         process gone). Not after Unreachable: that would wait for the network again.
         """
         try:
-            self._run(["copy", *snapshot_ids], source=source)
+            running = self._run(["copy", *snapshot_ids], source=source)
         except Unreachable:
             raise
         except ResticError:
@@ -581,6 +583,7 @@ class Restic:
                 with contextlib.suppress(ResticError):
                     repository.unlock_stale()
             raise
+        return copied_ids(running.stdout_text)
 
     def snapshots(self, tags: Optional[Sequence[str]] = None) -> List[Snapshot]:
         args = ["snapshots", "--no-lock"]
@@ -859,6 +862,17 @@ class Restic:
     def unlock_stale(self) -> None:
         """Remove only stale locks (restic's own judgement); never --remove-all."""
         self._run(["unlock"], locking=False)
+
+
+def copied_ids(lines: Sequence[str]) -> List[str]:
+    """The source snapshots `restic copy` copied: "snapshot ID of ..." then "copy started"
+    (a skipped one, named only with --verbose=2, is followed by "skipping")."""
+    found = []
+    for line, after in zip(lines, [*lines[1:], ""]):
+        match = re.match(r"snapshot ([0-9a-f]+) of ", line.strip())
+        if match and "copy started" in after:
+            found.append(match.group(1))
+    return found
 
 
 def is_disk_full(text: str) -> bool:

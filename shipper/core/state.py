@@ -20,6 +20,7 @@ of earlier versions, so existing state keeps reading.
   last-promote.json   promote's last report (synced)   promote -> operator
   standby.json        what the standby holds (synced)  standby apply -> promote, status, daemon
   speeds.json         measured restore/load speeds     standby apply, promote -> promote --dry-run
+  copies/<name>.json  what a destination holds whole   copies -> copies (skips the listings)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ PROMOTE_DIR = "promote"
 LAST_PROMOTE = "last-promote.json"
 STANDBY = "standby.json"
 SPEEDS = "speeds.json"
+COPIES_DIR = "copies"
 
 
 # ---------------------------------------------------------------- the one writer and reader
@@ -345,3 +347,44 @@ def speeds(folder: Path) -> Speeds:
 
 def save_speeds(folder: Path, record: Speeds) -> None:
     write_json(folder / SPEEDS, asdict(record))
+
+
+# ---------------------------------------------------------------- what each destination holds
+
+
+@dataclass
+class CopyRecord:
+    """What the last copy to one destination left there, so the next set needs no listing.
+
+    `through`: every set up to this one that the destination should hold is
+    there whole (as of the last copy that succeeded); `snapshots`: that set's
+    snapshot ids in the source, offered again with the next set (restic skips
+    them when they are there, and copies them when someone emptied the
+    destination, which shows the record was wrong). `ok` is false from the
+    start of a copy until it succeeds, so a killed or failed copy makes the
+    next run list both sides. `below`: the record was found wrong when this set
+    went; the listing counts only older sets as already there.
+    """
+
+    url: str = ""
+    through: str = ""
+    snapshots: List[str] = field(default_factory=list)
+    ok: bool = False
+    below: str = ""
+
+
+def copy_record(folder: Path, name: str) -> CopyRecord:
+    data = read_json(folder / COPIES_DIR / f"{name}.json")
+    if not isinstance(data, dict):
+        return CopyRecord()
+    known = {key: data[key] for key in CopyRecord.__dataclass_fields__ if key in data}
+    try:
+        record = CopyRecord(**known)
+    except TypeError:
+        return CopyRecord()
+    return record if isinstance(record.snapshots, list) else CopyRecord()
+
+
+def save_copy_record(folder: Path, name: str, record: CopyRecord) -> None:
+    """One file per destination: the copies run in parallel threads."""
+    write_json(folder / COPIES_DIR / f"{name}.json", asdict(record))

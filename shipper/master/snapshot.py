@@ -66,6 +66,10 @@ class SetResult:
     noted_paths: List[str] = field(default_factory=list)
     restic_processes: int = 0
     error: str = ""
+    # For the copies: the set taken before this one, and this set's snapshot ids in the
+    # order they were written (data parts, then the manifest carriers).
+    previous_set: Optional[str] = None
+    snapshots: List[str] = field(default_factory=list)
 
     @property
     def bytes_added(self) -> int:
@@ -122,9 +126,11 @@ class SetRun:
         self.restic = restic
         self.announce = announce or (lambda label: None)
         self.started = dt.datetime.now(dt.timezone.utc)
-        self.set_id = sets.new_set_id(self.started, state.last_set_id(cfg.state))
+        previous = state.last_set_id(cfg.state)
+        self.set_id = sets.new_set_id(self.started, previous)
         self.time = sets.id_time(self.set_id)
         self.result = SetResult(self.set_id, sets.INCOMPLETE, self.started.isoformat())
+        self.result.previous_set = previous
         self.versions: Dict[str, str] = {"shipper": __version__}
         self.db_details: List[Dict[str, Any]] = []
 
@@ -198,6 +204,8 @@ class SetRun:
             if isinstance(outcome, Exception):
                 raise outcome
             self.result.parts.append(outcome)
+            if outcome.snapshot:
+                self.result.snapshots.append(outcome.snapshot)
 
     def _dump(self, job, workdir: Path):
         from shipper.databases.base import dump_failure_cause, wrap_with_hash
@@ -295,6 +303,7 @@ class SetRun:
 
     def _record_files(self, files: Part, backup: BackupResult) -> None:
         files.snapshot = backup.snapshot_id
+        self.result.snapshots.append(backup.snapshot_id)
         files.bytes_added = int(backup.summary.get("data_added", 0))
         files.details["summary"] = backup.summary
         for part in self.result.parts:
@@ -342,7 +351,7 @@ class SetRun:
         """Commit a corrected manifest on its own: a part failed, or files vanished,
         after the manifest went out."""
         document = encode(self.manifest(status)).encode()
-        self.restic.backup_bytes(
+        amended = self.restic.backup_bytes(
             document,
             sets.MANIFEST_FILENAME,
             [
@@ -353,6 +362,7 @@ class SetRun:
             self.cfg.hostname,
             time=self.time + dt.timedelta(seconds=1),
         )
+        self.result.snapshots.append(amended.snapshot_id)
         self.result.status = status
 
 

@@ -184,3 +184,197 @@ def test_a_destination_retention_overrides_key_by_key(make_config) -> None:
         "7d", 168, 3, 12, cfg.repository.lock_wait, 5
     )
     assert retention.Policy.from_config(cfg, near) == retention.Policy.from_config(cfg)
+
+
+# ---------------------------------------------------------------- the copies' fast path (fakes)
+
+
+class FakeRepo:
+    """A restic repository as the copies see it: snapshots by id, and every call made."""
+
+    def __init__(self) -> None:
+        self.snaps: dict = {}
+        self.exists = True
+        self.calls: list = []
+        self.fail = False
+
+
+class FakeRestic:
+    repos: dict = {}
+
+    def __init__(self, repository, cache_dir=None) -> None:
+        self.repository = repository
+        self.repo = FakeRestic.repos[repository.url]
+
+    def snapshots(self):
+        from shipper.core.restic import RepositoryMissing
+
+        self.repo.calls.append("snapshots")
+        if not self.repo.exists:
+            raise RepositoryMissing("no repository")
+        return sorted(self.repo.snaps.values(), key=lambda snap: snap.time)
+
+    def init_copying(self, source) -> None:
+        self.repo.calls.append("init")
+        self.repo.exists = True
+
+    def copy(self, source, ids):
+        from shipper.core.restic import RepositoryMissing, ResticError
+
+        self.repo.calls.append(("copy", list(ids)))
+        if not self.repo.exists:
+            raise RepositoryMissing("no repository")
+        if self.repo.fail:
+            raise ResticError("restic copy failed (exit 1): no space left on device")
+        offered = FakeRestic.repos[source.url].snaps
+        copied = [i for i in ids if i not in self.repo.snaps]
+        self.repo.snaps.update({i: offered[i] for i in ids})
+        return [i[:8] for i in copied]
+
+
+class Fleet:
+    """A source and one destination 'spare' of fakes, and the sets taken so far."""
+
+    def __init__(self, tmp_path, monkeypatch) -> None:
+        import types
+
+        from shipper.core import copies
+
+        FakeRestic.repos = {"source": FakeRepo(), "spare": FakeRepo()}
+        self.source, self.spare = FakeRestic.repos["source"], FakeRestic.repos["spare"]
+        self.spare.exists = False
+        self.cfg = types.SimpleNamespace(state=tmp_path)
+        repo = types.SimpleNamespace(url="spare")
+        self.dest = types.SimpleNamespace(
+            name="spare",
+            probe=lambda: None,
+            repository=lambda: repo,
+            entry=types.SimpleNamespace(catch_up=None),
+        )
+        monkeypatch.setattr(copies, "Restic", FakeRestic)
+        monkeypatch.setattr(copies.destinations, "copies", lambda cfg: [self.dest])
+        self.taken: list = []
+
+    def take(self):
+        """A set of two snapshots (a dump, then files + manifest) in the source."""
+        import datetime as dt
+
+        from shipper.core import copies
+        from shipper.core.restic import Snapshot
+
+        index = len(self.taken)
+        set_id = f"20261203T1{index:02d}000Z"
+        when = dt.datetime(2026, 12, 3, 10, index)
+        ids = []
+        for number, parts in enumerate((("mariadb:app",), ("files", "manifest"))):
+            sid = f"{index:02d}{number:02d}" + "ab" * 30
+            tags = (f"shipper-set:{set_id}", *(f"shipper-part:{p}" for p in parts))
+            tags += ("shipper-status:complete",) if "manifest" in parts else ()
+            self.source.snaps[sid] = Snapshot(sid, sid[:8], when, "h", (), tags, {})
+            ids.append(sid)
+        new = copies.NewSet(set_id, self.taken[-1] if self.taken else None, ids)
+        self.taken.append(set_id)
+        return new
+
+    def copy(self, new):
+        from shipper.core import copies
+
+        FakeRestic.repos["source"].calls.clear()
+        self.spare.calls.clear()
+        (result,) = copies.copy_all(self.cfg, FakeRestic(types_url("source")), new)
+        assert result.error is None, result.error
+        return result
+
+    def sets_there(self):
+        from shipper.core import sets
+
+        return sorted(s.id for s in sets.group(self.spare.snaps.values()))
+
+
+def types_url(url: str):
+    import types
+
+    return types.SimpleNamespace(url=url)
+
+
+def test_one_new_set_after_a_good_copy_is_one_restic_copy_and_no_listing(
+    tmp_path, monkeypatch
+) -> None:
+    fleet = Fleet(tmp_path, monkeypatch)
+    first = fleet.copy(fleet.take())
+    assert first.listed and fleet.spare.calls[0] == "snapshots" and "init" in fleet.spare.calls
+    previous = fleet.source.snaps.copy()
+    new = fleet.take()
+    second = fleet.copy(new)
+    assert not second.listed and second.copied == [new.id]
+    # One process for the destination, none for the source; the previous set is offered first.
+    assert fleet.spare.calls == [("copy", [*sorted(previous), *new.snapshots])]
+    assert fleet.source.calls == []
+    assert fleet.sets_there() == fleet.taken
+
+
+def test_a_record_that_lies_is_found_out_and_every_set_comes_back(tmp_path, monkeypatch) -> None:
+    fleet = Fleet(tmp_path, monkeypatch)
+    for _ in range(3):
+        fleet.copy(fleet.take())
+    fleet.spare.snaps.clear()  # emptied behind shipper's back; the repository stays
+    result = fleet.copy(fleet.take())
+    assert result.listed and sorted(result.copied) == fleet.taken
+    assert fleet.sets_there() == fleet.taken
+    after = fleet.copy(fleet.take())  # the record is true again: fast
+    assert not after.listed and fleet.sets_there() == fleet.taken
+
+
+def test_a_removed_repository_is_made_again_in_the_same_run(tmp_path, monkeypatch) -> None:
+    fleet = Fleet(tmp_path, monkeypatch)
+    fleet.copy(fleet.take())
+    fleet.copy(fleet.take())
+    fleet.spare.snaps.clear()
+    fleet.spare.exists = False
+    result = fleet.copy(fleet.take())
+    assert result.listed and "init" in fleet.spare.calls
+    assert fleet.sets_there() == fleet.taken
+
+
+def test_after_a_failed_copy_or_a_set_in_between_the_copy_lists(tmp_path, monkeypatch) -> None:
+    from shipper.core import copies
+
+    fleet = Fleet(tmp_path, monkeypatch)
+    fleet.copy(fleet.take())
+    fleet.spare.fail = True
+    (failed,) = copies.copy_all(fleet.cfg, FakeRestic(types_url("source")), fleet.take())
+    assert failed.error and "no space left" in failed.error
+    fleet.spare.fail = False
+    assert fleet.copy(fleet.take()).listed  # the record says the last copy failed
+    assert fleet.sets_there() == fleet.taken
+    fleet.take()  # taken, never copied (the run was killed before its copies)
+    assert fleet.copy(fleet.take()).listed
+    assert fleet.sets_there() == fleet.taken
+    assert not fleet.copy(fleet.take()).listed
+
+
+def test_the_copy_record_reads_back_and_a_bad_file_is_no_record(tmp_path) -> None:
+    from shipper.core import state
+
+    record = state.CopyRecord("rest:http://x/", "20261203T100000Z", ["a", "b"], True)
+    state.save_copy_record(tmp_path, "spare", record)
+    assert state.copy_record(tmp_path, "spare") == record
+    assert (tmp_path / "copies" / "spare.json").stat().st_mode & 0o077 == 0
+    (tmp_path / "copies" / "spare.json").write_text('{"snapshots": 3, "ok": true}')
+    assert state.copy_record(tmp_path, "spare") == state.CopyRecord()
+    assert state.copy_record(tmp_path, "other") == state.CopyRecord()
+
+
+def test_restic_copy_output_names_the_snapshots_it_copied() -> None:
+    from shipper.core.restic import copied_ids
+
+    lines = [
+        "",
+        "snapshot 1a2b3c4d of [/srv] at 2026-12-03 10:00:00 +0000 UTC by root@m)",
+        "skipping source snapshot 1a2b3c4d, was already copied to snapshot 99aa88bb",
+        "",
+        "snapshot 5e6f7a8b of [/srv] at 2026-12-03 11:00:00 +0000 UTC by root@m)",
+        "  copy started, this may take a while...",
+        "snapshot 0c0c0c0c saved",
+    ]
+    assert copied_ids(lines) == ["5e6f7a8b"]
