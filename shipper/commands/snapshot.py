@@ -38,7 +38,10 @@ def run(ctx: Context) -> int:
     progress.finish()
     new = copies.NewSet(result.set_id, result.previous_set, result.snapshots)
     copied = copies.copy_all(cfg, ctx.restic(), new) if result.status != sets.INCOMPLETE else []
-    notify.check_destinations(cfg)  # each destination's gauges; a stale one is told once
+    # Each destination's gauges; a stale one is told once. A destination the copy just
+    # reached holds the new set: only the others are listed.
+    reached = {c.destination: result.set_id for c in copied if not c.error}
+    notify.check_destinations(cfg, known=reached)
     data = {**result.to_json(), "destinations": [c.to_json() for c in copied]}
     lines = [summary_line(result), *vanished_lines(result)]
     ctx.out.result(data, lines + [c.line() for c in copied if not c.error])

@@ -35,15 +35,26 @@ class DestinationView:
         return f"age_{self.name}={self.age}s;{warn_at};{crit_at};0"
 
 
-def views(cfg: Any, current: float, warn_at: int, crit_at: int) -> List[DestinationView]:
-    return [_view(cfg, dest, current, warn_at, crit_at) for dest in destinations.copies(cfg)]
+def views(
+    cfg: Any, current: float, warn_at: int, crit_at: int, known: Optional[Dict[str, str]] = None
+) -> List[DestinationView]:
+    """known: destination name -> its newest whole set, when a copy just proved it
+    (no listing for those: each costs a restic process)."""
+    known = known or {}
+    return [
+        _view(cfg, dest, current, warn_at, crit_at, known.get(dest.name))
+        for dest in destinations.copies(cfg)
+    ]
 
 
-def _view(cfg: Any, dest: Any, current: float, warn_at: int, crit_at: int) -> DestinationView:
-    view = DestinationView(dest.name, dest.kind)
+def _view(
+    cfg: Any, dest: Any, current: float, warn_at: int, crit_at: int, newest: Optional[str]
+) -> DestinationView:
+    view = DestinationView(dest.name, dest.kind, newest=newest)
     try:
-        view.error = dest.probe()
-        if view.error is None:
+        if newest is None:
+            view.error = dest.probe()
+        if view.error is None and newest is None:
             found = whole_sets(Restic(dest.repository(), cache_dir=str(cfg.state / "cache")))
             newest = sets.newest(found)
             view.newest = newest.id if newest else None

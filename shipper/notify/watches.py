@@ -145,9 +145,12 @@ def watch_destinations(cfg: Config, views: List[Any], crit_at: int, at: float) -
     save_state(cfg, state)
 
 
-def check_destinations(cfg: Config, every: Optional[int] = None) -> None:
-    """Look at every copy destination (a restic listing each) and tell what changed;
-    with `every`, only when the last look is that many seconds old."""
+def check_destinations(
+    cfg: Config, every: Optional[int] = None, known: Optional[Dict[str, str]] = None
+) -> None:
+    """Look at every copy destination (a restic listing each, unless `known` names its
+    newest whole set) and tell what changed; with `every`, only when the last look is
+    that many seconds old."""
     if not cfg.destinations:
         return
     last = load_state(cfg).get("destinations_checked")
@@ -156,7 +159,7 @@ def check_destinations(cfg: Config, every: Optional[int] = None) -> None:
     try:
         crit_at = cron.max_age(cfg)
         at = time.time()
-        views = destination_status.views(cfg, at, int(crit_at * 2 / 3), crit_at)
+        views = destination_status.views(cfg, at, int(crit_at * 2 / 3), crit_at, known)
         watch_destinations(cfg, views, crit_at, at)
     except Exception as exc:  # telling must never fail the run that asked
         log.warning("cannot look at the destinations: %s: %s", type(exc).__name__, exc)
