@@ -41,33 +41,40 @@ def why_untouched(units: Sequence[str], root: str) -> str:
 
 def hold(units: Sequence[str], root: str) -> str:
     """Stop and disable each unit this server has; raises ServiceFailed naming the units."""
-    skip = why_untouched(units, root)
-    if skip:
-        return skip
-    present = _present(units)
-    failed = [unit for unit in present if _systemctl("disable", "--now", "--", unit).returncode]
-    if failed:
-        raise ServiceFailed(
-            f"cannot stop and disable {', '.join(failed)} (`systemctl status` tells why): "
-            "they would act on the standby's data"
-        )
-    return _said("stopped and disabled", present, units)
+    return _each(
+        units, root, ("disable", "--now"), "stopped and disabled",
+        "cannot stop and disable {} (`systemctl status` tells why): "
+        "they would act on the standby's data",
+    )  # fmt: skip
 
 
 def release(units: Sequence[str], root: str) -> str:
     """Enable and start each unit this server has (the set may have brought unit files)."""
+    return _each(
+        units, root, ("enable", "--now"), "enabled and started",
+        "{} did not start (journalctl -u UNIT tells why); fix it and run promote again",
+        reload_first=True,
+    )  # fmt: skip
+
+
+def _each(
+    units: Sequence[str],
+    root: str,
+    verb: Sequence[str],
+    done: str,
+    failure: str,
+    reload_first: bool = False,
+) -> str:
     skip = why_untouched(units, root)
     if skip:
         return skip
-    _systemctl("daemon-reload")
+    if reload_first:
+        _systemctl("daemon-reload")
     present = _present(units)
-    failed = [unit for unit in present if _systemctl("enable", "--now", "--", unit).returncode]
+    failed = [unit for unit in present if _systemctl(*verb, "--", unit).returncode]
     if failed:
-        raise ServiceFailed(
-            f"{', '.join(failed)} did not start (journalctl -u UNIT tells why); "
-            "fix it and run promote again"
-        )
-    return _said("enabled and started", present, units)
+        raise ServiceFailed(failure.format(", ".join(failed)))
+    return _said(done, present, units)
 
 
 def _present(units: Sequence[str]) -> List[str]:
