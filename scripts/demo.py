@@ -6,7 +6,8 @@ throwaway servers) are set up with `shipper setup`; the master takes two sets
 with a change between them; the sets are listed; the newest is restored into
 a scratch folder and compared; then the slave promotes the newest set into a
 scratch root with its own database servers, and the result is compared with
-the master. Everything lives under demo-run/ and stops at the end.
+the master. Everything lives under demo-run/ (the database servers' data in a
+temporary folder PostgreSQL's own user can reach) and stops at the end.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import List
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -91,6 +94,7 @@ def main() -> int:
     password.write_text("demo shared password, the same on both servers\n")
     password.chmod(0o600)
     servers = []
+    made: List[Path] = []  # folders outside demo-run/, removed at the end
     try:
         step("slave: shipper setup slave (receiver on loopback: rest-server, append-only, TLS)")
         port = free_port()
@@ -107,8 +111,11 @@ def main() -> int:
         step("master: sample tree and sample databases on throwaway MariaDB and PostgreSQL servers")
         tree = BASE / "master" / "srv"
         make_dataset(tree, files=2000, mib=40, seed=5)
-        dbroot = BASE / "db"
-        dbroot.mkdir(mode=0o711)
+        # Outside the checkout: PostgreSQL runs as its own user, which must reach its data
+        # folder, and a clone often sits in a folder only root can enter (/root, mktemp -d).
+        dbroot = Path(tempfile.mkdtemp(prefix="shipper-demo-db-"))
+        dbroot.chmod(0o711)
+        made.append(dbroot)
         master_my = MariaDBServer(dbroot / "master-mariadb")
         master_pg = PostgreSQLServer(dbroot / "master-postgresql")
         servers += [master_my, master_pg]
@@ -187,6 +194,8 @@ def main() -> int:
             server.stop()
         subprocess.run([SHIPPER, "-c", str(BASE / "slave" / "etc" / "shipper.yml"), "receiver", "stop"],
                        env=ENV, capture_output=True)  # fmt: skip
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
     print(f"\ndemo done; everything it made is in {os.path.relpath(BASE, Path.cwd())}/")
     return 0
 
