@@ -13,8 +13,17 @@ from shipper.commands.context import Context
 from shipper.core import copies
 from shipper.core.errors import ShipperError
 
+DESCRIPTION = (
+    "Copy every whole set the destinations under `destinations:` lack, with restic copy: "
+    "parts first, each set's manifest last, so a set is whole there or absent; all "
+    "destinations at once, one that fails does not stop the others (exit 1 names it). "
+    "On a slave it reads its own local copy (pull: the offsite keys stay off the master); "
+    "the master runs it after each set. It never forgets or prunes."
+)
+
 
 def register(p: Any, name: str) -> None:
+    p.description = DESCRIPTION
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
