@@ -20,7 +20,7 @@ from typing import IO, Any, Dict, Iterator, List, Optional
 
 import pytest
 
-from tests.shipperenv import VENV_BIN, free_port, write_secret
+from tests.shipperenv import VENV_BIN, free_port, stop_process, write_secret
 
 ACCESS_KEY = "shipper-test-key"
 SECRET_KEY = "shipper-test-secret-0123456789"
@@ -101,14 +101,7 @@ class SeaweedFS:
             return False
 
     def stop(self, grace: float = 5) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop_process(self.process, grace)
 
     def new_bucket(self) -> str:
         """A fresh bucket name; restic init creates it on first use."""

@@ -63,6 +63,19 @@ def wait_for_port(host: str, port: int, timeout: float = 15, netns: Optional[str
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
+def stop_process(process: Optional[subprocess.Popen], grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL after grace: a server blocked in I/O on a loaded
+    machine must not fail the test that merely cleans it up."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def write_secret(path: Path, text: str = PASSWORD) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
@@ -244,9 +257,7 @@ class RestServer:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop_process(self.process)
 
 
 @pytest.fixture
