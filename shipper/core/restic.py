@@ -573,9 +573,16 @@ class Restic:
         they would block the slaves' exclusive prune and check until someone unlocks
         there: remove them now, while restic can still tell they are stale (this host,
         process gone). Not after Unreachable: that would wait for the network again.
+
+        --no-lock drops only the lock on the source (restic always locks the
+        destination, so a prune there still waits for the copy): it saves a lock
+        file and restic's 200 ms wait after it on every copy. A prune of the source
+        that repacks a pack mid-copy makes the copy fail before it saves the
+        snapshot whose blobs it lacked, so a set is still whole there or absent,
+        and the next run copies it.
         """
         try:
-            running = self._run(["copy", *snapshot_ids], source=source)
+            running = self._run(["copy", "--no-lock", *snapshot_ids], source=source)
         except Unreachable:
             raise
         except ResticError:
