@@ -20,8 +20,10 @@ from typing import List
 import pytest
 from croniter import croniter
 
+from tests.seaweed import SeaweedFS
 from tests.shipperenv import RestServer, ShipperEnv
 from tests.sinks import SmtpSink, WebhookSink, email_text, notify_settings
+from tests.test_destinations import offsite
 
 OK, WARNING, CRITICAL = 0, 1, 2
 
@@ -251,6 +253,41 @@ def test_the_slave_daemon_emails_a_stale_spare_and_takes_no_sets(
     assert "on a slave: taking no sets" in daemon.log
     assert "taking the set" not in daemon.log
     assert len(_set_ids(master)) == 2
+
+
+def test_the_slave_daemon_pulls_each_new_set_to_its_bucket_once(
+    tmp_path: Path,
+    shipper_env: ShipperEnv,
+    rest_server: RestServer,
+    smtp_sink: SmtpSink,
+    seaweedfs: SeaweedFS,
+    daemons,
+) -> None:
+    """Pull: the bucket is in the slave's config only; its daemon copies each set that
+    lands from its local copy, once, without a timer and without the master's help."""
+    master = shipper_env
+    master.write_config(repository={"url": rest_server.url + "master/"})
+    (master.src / "a").write_text("a\n")
+    master.run("init", check=True)
+    master.run("snapshot", check=True)
+    slave = _slave_env(tmp_path, rest_server, smtp_sink)
+    bucket = seaweedfs.new_bucket()
+    slave.write_config(destinations=[offsite(seaweedfs, slave.base / "creds", bucket)])
+    assert "destinations" not in master.config_path.read_text()
+    daemon = Daemon(slave, "--check-interval", "0.5", name="slave-daemon")
+    daemons.append(daemon)
+    first = _set_ids(master)[0]
+    daemon.wait_log(rf"copy: set {first} copied to every destination", timeout=60)
+
+    (master.src / "b").write_text("b\n")
+    master.run("snapshot", check=True)
+    second = _set_ids(master)[0]
+    daemon.wait_log(rf"copy: set {second} copied to every destination", timeout=60)
+    time.sleep(2)  # a few more loops: nothing new, nothing copied again
+    assert daemon.stop() == 0
+    assert daemon.log.count("copy: copying set") == 2, daemon.log
+    in_bucket = slave.run("sets", "--json", "--destination", "offsite", check=True)
+    assert [s["id"] for s in json.loads(in_bucket.stdout)] == [second, first]
 
 
 @pytest.mark.slow

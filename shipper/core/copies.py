@@ -157,6 +157,18 @@ def fast_path_applies(record: state.CopyRecord, url: str, new: NewSet) -> bool:
     )
 
 
+def holds(cfg: Any, dest: Destination, set_id: str) -> bool:
+    """The destination's record vouches that it holds this set (or a newer one) whole:
+    the slave's daemon then starts no copy (set ids sort by time)."""
+    record = state.copy_record(cfg.state, dest.name)
+    return bool(
+        record.ok
+        and record.url == dest.repository().url
+        and record.through >= set_id
+        and not record.below
+    )
+
+
 class _Copier:
     """One destination's copy, and the record it keeps (its only writer)."""
 

@@ -15,8 +15,10 @@ sets: it watches the age of the newest complete set in the local repository,
 and with standby.enabled it applies each new complete set (a child `shipper
 standby apply` at idle I/O priority, under the host lock, so never two at
 once; the newest complete set is always the target, sets that landed during
-an apply fold into the next one). A failed apply is retried after
-APPLY_RETRY, or at once when a newer set lands.
+an apply fold into the next one). With `destinations` in the slave's config
+it first copies each new complete set there (a child `shipper copy`: pull,
+as PBS sync jobs do, so the offsite keys never sit on the master). A failed
+apply or copy is retried after APPLY_RETRY, or at once when a newer set lands.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from dateutil import tz
 
 from shipper import notify
-from shipper.core import config, process, state
+from shipper.core import config, copies, destinations, process, state
 from shipper.core.config import Config
 from shipper.core.cron import describe_duration, max_age, next_slot, now, slots_between
 from shipper.core.errors import ShipperError
@@ -48,6 +50,16 @@ _CHILD = "import sys; from shipper.cli import main; sys.exit(main(sys.argv[1:]))
 EXIT_LOCK_HELD = 3
 EXIT_PARTIAL = 4
 APPLY_RETRY = 600.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What the slave's daemon runs for each new set: `shipper COMMAND`."""
+
+    name: str
+    command: Tuple[str, ...]
+    doing: str
+    done: str
 
 
 # ---------------------------------------------------------------- the daemon
@@ -75,7 +87,7 @@ class Daemon:
         self.last_run_seconds = 0.0
         self._said: Dict[str, str] = {}
         self._heartbeat: Optional[state.Heartbeat] = None
-        self._apply_failed: Tuple[Optional[str], float] = (None, 0.0)  # set, retry after
+        self._failed: Dict[str, Tuple[str, float]] = {}  # job: (set, retry after)
 
     # ------------------------------------------------------------ signals
 
@@ -123,6 +135,8 @@ class Daemon:
         self._reload()
         if self.cfg.role == "slave":
             newest = self._watch_staleness()
+            if self.cfg.destinations and newest:
+                self._pull(newest)
             if self.cfg.standby.enabled and newest:
                 self._follow(newest)
             self._sleep(self.options.check_interval)
@@ -305,17 +319,31 @@ class Daemon:
         )
         return view.newest_complete
 
+    def _pull(self, newest: str) -> None:
+        """Copy the newest set to the destinations under the slave's `destinations`
+        (pull: the offsite keys live here, never on the master) unless each holds it."""
+        if all(copies.holds(self.cfg, dest, newest) for dest in destinations.copies(self.cfg)):
+            return
+        self._run_for_set(_Job("copy", ("copy",), "copying", "copied to every destination"), newest)
+
     def _follow(self, newest: str) -> None:
         """Apply the newest complete set to the standby unless it holds it already."""
         record = state.standby_record(self.cfg.state)
         if record.applied and record.set == newest and not record.error:
             return
-        failed_set, retry_after = self._apply_failed
+        self._run_for_set(
+            _Job("standby", ("standby", "apply"), "applying", "applied and verified"), newest
+        )
+
+    def _run_for_set(self, job: _Job, newest: str) -> None:
+        """A child `shipper COMMAND` for the newest set, at idle I/O priority and under the
+        host lock; a failure is retried after APPLY_RETRY, or at once for a newer set."""
+        failed_set, retry_after = self._failed.get(job.name, ("", 0.0))
         if failed_set == newest and time.monotonic() < retry_after:
             return
-        log.info("standby: applying set %s", newest)
+        log.info("%s: %s set %s", job.name, job.doing, newest)
         clock = time.monotonic()
-        argv = process.low_io_priority(self._child_argv("standby", "apply"))
+        argv = process.low_io_priority(self._child_argv(*job.command))
         self.child = process.spawn(argv, die_with_parent=False, start_new_session=True)
         try:
             code = self._wait_child(self.child)
@@ -323,16 +351,18 @@ class Daemon:
             self.child = None
         took = describe_duration(time.monotonic() - clock)
         if code == EXIT_LOCK_HELD:
-            log.info("standby: another shipper run holds the lock; applying on the next loop")
+            log.info("%s: another shipper run holds the lock; trying on the next loop", job.name)
             return
         if code == 0:
-            self._apply_failed = (None, 0.0)
-            log.info("standby: set %s applied and verified in %s", newest, took)
+            self._failed.pop(job.name, None)
+            log.info("%s: set %s %s in %s", job.name, newest, job.done, took)
             return
-        self._apply_failed = (newest, time.monotonic() + APPLY_RETRY)
+        self._failed[job.name] = (newest, time.monotonic() + APPLY_RETRY)
         log.error(
-            "standby: the apply of set %s failed after %s (exit %d; the error is above); "
+            "%s: %s set %s failed after %s (exit %d; the error is above); "
             "retrying in %s or when a newer set lands",
+            job.name,
+            job.doing,
             newest,
             took,
             code,
