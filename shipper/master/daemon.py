@@ -336,8 +336,8 @@ class Daemon:
         )
 
     def _run_for_set(self, job: _Job, newest: str) -> None:
-        """A child `shipper COMMAND` for the newest set, at idle I/O priority and under the
-        host lock; a failure is retried after APPLY_RETRY, or at once for a newer set."""
+        """A child `shipper COMMAND` for the newest set, at idle I/O priority, one at a
+        time; a failure is retried after APPLY_RETRY, or at once for a newer set."""
         failed_set, retry_after = self._failed.get(job.name, ("", 0.0))
         if failed_set == newest and time.monotonic() < retry_after:
             return
