@@ -145,28 +145,21 @@ def copy_to(
     return result
 
 
+def _vouches(record: state.CopyRecord, url: str) -> bool:
+    """The last copy to this url succeeded and was not found wrong since."""
+    return bool(record.ok and record.url == url and record.through and not record.below)
+
+
 def fast_path_applies(record: state.CopyRecord, url: str, new: NewSet) -> bool:
     """The record vouches that the destination holds every set up to the one before `new`."""
-    return bool(
-        record.ok
-        and record.url == url
-        and record.through
-        and record.through == new.previous
-        and not record.below
-        and new.snapshots
-    )
+    return bool(_vouches(record, url) and record.through == new.previous and new.snapshots)
 
 
 def holds(cfg: Any, dest: Destination, set_id: str) -> bool:
     """The destination's record vouches that it holds this set (or a newer one) whole:
     the slave's daemon then starts no copy (set ids sort by time)."""
     record = state.copy_record(cfg.state, dest.name)
-    return bool(
-        record.ok
-        and record.url == dest.repository().url
-        and record.through >= set_id
-        and not record.below
-    )
+    return _vouches(record, dest.repository().url) and record.through >= set_id
 
 
 class _Copier:

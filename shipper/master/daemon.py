@@ -62,6 +62,10 @@ class _Job:
     done: str
 
 
+PULL = _Job("copy", ("copy",), "copying", "copied to every destination")
+APPLY = _Job("standby", ("standby", "apply"), "applying", "applied and verified")
+
+
 # ---------------------------------------------------------------- the daemon
 
 
@@ -324,16 +328,14 @@ class Daemon:
         (pull: the offsite keys live here, never on the master) unless each holds it."""
         if all(copies.holds(self.cfg, dest, newest) for dest in destinations.copies(self.cfg)):
             return
-        self._run_for_set(_Job("copy", ("copy",), "copying", "copied to every destination"), newest)
+        self._run_for_set(PULL, newest)
 
     def _follow(self, newest: str) -> None:
         """Apply the newest complete set to the standby unless it holds it already."""
         record = state.standby_record(self.cfg.state)
         if record.applied and record.set == newest and not record.error:
             return
-        self._run_for_set(
-            _Job("standby", ("standby", "apply"), "applying", "applied and verified"), newest
-        )
+        self._run_for_set(APPLY, newest)
 
     def _run_for_set(self, job: _Job, newest: str) -> None:
         """A child `shipper COMMAND` for the newest set, at idle I/O priority, one at a
