@@ -177,7 +177,7 @@ def test_a_hanging_destination_does_not_delay_the_other(
         {"name": "quick", "kind": "slave", "url": rest_server.url + "quick/"},
     ]
     env.write_config(
-        repository={"url": rest_server.url + "master/", "network_timeout": 10},
+        repository={"url": rest_server.url + "master/", "network_timeout": 5},
         destinations=entries,
     )
     env.run("init", check=True)
