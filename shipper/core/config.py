@@ -341,6 +341,9 @@ def _describe(error: Any, root, source: str) -> List[str]:
         )
     elif error.validator == "pattern" and error.validator_value == "^/":
         message = f"{error.instance!r} must be an absolute path"
+    elif error.validator == "pattern" and error.schema.get("description"):
+        # The schema's own words for what fits, not the regular expression.
+        message = f"{error.instance!r} does not fit: {error.schema['description']}"
     else:
         message = error.message
     return [f"{source}{_line(node)}: {_dotted(path)}: {message}"]

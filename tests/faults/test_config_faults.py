@@ -29,6 +29,10 @@ CASES = {
     "never fires": ('schedule: "0 0 31 2 *"\n', ":6: schedule"),
     "bad cron": ('schedule: "every hour"\n', ":6: schedule"),
     "relative path": ("paths: [srv]\n", ":6: paths"),
+    "bad bucket name": (
+        "destinations:\n  - {name: offsite, kind: s3, bucket: B}\n",
+        ":7: destinations[0].bucket: 'B' does not fit: s3: the bucket",
+    ),
     "truncated": ('paths: ["/srv", "/et', ":6"),
     "tab indent": ("hooks:\n\ttimeout: 3\n", ":7"),
     "not a mapping": ("- just\n- a list\n", ":6"),
