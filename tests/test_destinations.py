@@ -225,3 +225,47 @@ def test_a_set_copied_into_an_object_locked_bucket_survives_forget_and_prune(
     assert before > 0 and seaweedfs.object_versions(bucket) >= before, (
         "a locked version disappeared"
     )
+
+
+def test_a_local_destination_whose_disk_is_not_mounted_fails_at_once_and_is_never_refilled(
+    shipper_env: ShipperEnv, tmp_path: Path
+) -> None:
+    """A USB disk's mount point: copied to once, then unmounted (the folder gone, a file in
+    its place, the bare mount point): each run says so at once (not after network_timeout),
+    no new repository lands below the mount point, and the disk mounted again gets both sets."""
+    env = shipper_env
+    disk = tmp_path / "mnt" / "usb"
+    disk.parent.mkdir()
+    (env.src / "a").write_text("a\n")
+    env.write_config(destinations=[{"name": "usb", "kind": "local", "url": str(disk)}])
+    env.run("init", check=True)
+    env.run("snapshot", check=True)
+    first = set_ids(env, "usb")
+    assert len(first) == 1
+    unmounted = tmp_path / "usb-unmounted"
+    disk.rename(unmounted)
+
+    def run_says(*words: str) -> None:
+        (env.src / "a").write_text(f"a {time.monotonic()}\n")
+        started = time.monotonic()
+        done = env.run("snapshot")
+        assert done.returncode == 0, done.stderr  # the set itself is complete
+        assert time.monotonic() - started < 30, "waited out network_timeout (180 s)"
+        line = next(x for x in done.stderr.splitlines() if "destination usb" in x)
+        assert all(word in line for word in words), line
+
+    disk.mkdir()  # the bare mount point
+    run_says("holds no repository", "is its disk mounted?", "copies/usb.json")
+    assert list(disk.iterdir()) == [], "a new repository was made below the mount point"
+    disk.rmdir()
+    disk.write_text("not a folder\n")
+    run_says("is not a folder", "destinations.usb.url")
+    disk.unlink()
+    disk.parent.rmdir()
+    run_says("is missing and so is", "is its disk mounted?")
+
+    disk.parent.mkdir()
+    unmounted.rename(disk)
+    done = env.run("snapshot", check=True)
+    assert "destination usb: 4 sets copied" in done.stdout, done.stdout
+    assert set_ids(env, "usb") == set_ids(env)

@@ -199,6 +199,11 @@ class _Copier:
         self.listing.start()  # the source lists while the destination does
         there = self._sets_there()
         if there is None:
+            why = self.dest.refuses_new_repository(
+                self.record.through, state.copy_record_path(self.cfg.state, self.dest.name)
+            )
+            if why:
+                raise ShipperError(why)
             self.listing.result()  # the source answers before a new repository is made
             self._save(ok=False)
             self.target.init_copying(self.source.repository)

@@ -373,8 +373,12 @@ class CopyRecord:
     below: str = ""
 
 
+def copy_record_path(folder: Path, name: str) -> Path:
+    return folder / COPIES_DIR / f"{name}.json"
+
+
 def copy_record(folder: Path, name: str) -> CopyRecord:
-    data = read_json(folder / COPIES_DIR / f"{name}.json")
+    data = read_json(copy_record_path(folder, name))
     if not isinstance(data, dict):
         return CopyRecord()
     known = {key: data[key] for key in CopyRecord.__dataclass_fields__ if key in data}
@@ -387,4 +391,4 @@ def copy_record(folder: Path, name: str) -> CopyRecord:
 
 def save_copy_record(folder: Path, name: str, record: CopyRecord) -> None:
     """One file per destination: the copies run in parallel threads."""
-    write_json(folder / COPIES_DIR / f"{name}.json", asdict(record))
+    write_json(copy_record_path(folder, name), asdict(record))

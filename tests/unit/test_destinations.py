@@ -248,6 +248,7 @@ class Fleet:
         self.dest = types.SimpleNamespace(
             name="spare",
             probe=lambda: None,
+            refuses_new_repository=lambda through, record: None,
             repository=lambda: repo,
             entry=types.SimpleNamespace(catch_up=None),
         )

@@ -75,6 +75,11 @@ class Destination:
         """What an operator does when probe() fails."""
         return []
 
+    def refuses_new_repository(self, copied_through: str, record: Path) -> Optional[str]:
+        """Why no repository may be made here now that sets up to `copied_through` (empty:
+        none) were copied before, by `record`; None lets a copy start the destination over."""
+        return None
+
     def local_folder(self) -> Optional[Path]:
         """The repository as a folder on this machine, if it is one."""
         return None
