@@ -11,6 +11,7 @@ from typing import Any
 from shipper import notify
 from shipper.core import config
 from shipper.core.lock import host_lock
+from shipper.core.state import NotifyState
 from tests.shipperenv import RestServer, ShipperEnv
 from tests.sinks import SmtpSink, WebhookSink, email_text, notify_settings
 
@@ -175,12 +176,14 @@ def test_stale_spare_is_emailed_once_and_when_fresh_again(
 
 def test_metrics_text_is_prometheus_exposition(tmp_path: Path) -> None:
     cfg = config.parse(f'repository: {{url: /nowhere}}\nstate_dir: {tmp_path}\nhost: "we\\"ird"\n')
-    state = {
-        "last_run": {"status": "partial", "ended": 1000.0, "duration": 2.5, "bytes_added": 10},
-        "failures": 1,
-        "newest_complete": "20260101T000000Z",
-        "max_age": 2700,
-    }
+    state = NotifyState.from_json(
+        {
+            "last_run": {"status": "partial", "ended": 1000.0, "duration": 2.5, "bytes_added": 10},
+            "failures": 1,
+            "newest_complete": "20260101T000000Z",
+            "max_age": 2700,
+        }
+    )
     text = notify.metrics_text(cfg, state, at=1767225700.0)
     assert 'shipper_info{role="master",host="we\\"ird"} 1' in text
     assert 'shipper_last_run_status{status="partial"} 1' in text

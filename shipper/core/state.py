@@ -1,13 +1,12 @@
 """shipper's run state: every file it keeps in the state folder, and their one writer.
 
-Each file is named here with who writes it and who reads it, and read back
-as a typed record (LastRun, Heartbeat, Damage, StatusCache); the notification
-state and the receiver's state stay mappings owned by their one module
-(notify/state_machine.py, slave/receiver.py), so that a reader
-(status, notify, the daemon) needs no import of the writer's module. Every
-file is replaced atomically (core.files.replace_file): a reader or a crash
-sees the old file or the new one, never half of one. The JSON keys are those
-of earlier versions, so existing state keeps reading.
+Each file is named here with who writes it and who reads it, and its record
+is typed here (LastRun, NotifyState, Heartbeat, Damage, ReceiverState,
+StatusCache, ...), so that a reader (status, notify, the daemon) needs no
+import of the writer's module. Every file is replaced atomically
+(core.files.replace_file): a reader or a crash sees the old file or the new
+one, never half of one. The JSON keys are those of earlier versions, so
+existing state keeps reading.
 
   last-run.json       the last set's result           snapshot -> status, notify, daemon
   last-set-id         the last set's id                snapshot -> snapshot (ids sort by time)
@@ -27,9 +26,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import (
+    Any,
+    Dict,
+    List,
+    Optional,
+    Type,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from shipper.core import sets
 from shipper.core.files import replace_file
@@ -121,13 +131,108 @@ def write_last_set_id(folder: Path, set_id: str) -> None:
 # ---------------------------------------------------------------- notification state
 
 
-def notify_state(folder: Path) -> Optional[Dict[str, Any]]:
+@dataclass
+class Watch:
+    """One thing besides the runs that fails and recovers (notify/watches.py), and its
+    current failure: since when, how many looks, when it was last emailed, its error."""
+
+    failing: bool = False
+    since: Optional[float] = None
+    count: int = 0
+    emailed: Optional[float] = None
+    error: str = ""
+    cause: str = ""  # the error without what changes at each look (an age)
+
+
+@dataclass
+class SeenDestination:
+    """A copy destination as the last look found it (notify/watches.py), for its gauges."""
+
+    reachable: bool = False
+    newest_set_time: Optional[float] = None
+
+
+@dataclass
+class LastCheck:
+    at: float = 0.0
+    ok: bool = False
+
+
+@dataclass
+class NotifyState:
+    """What the notifications remember between runs (notify.json, notify/store.py): failing
+    or not, stale or not, the newest complete set, and the watches. Times are Unix times."""
+
+    last_run: Optional[Dict[str, Any]] = None  # the run's outcome, as its webhook got it
+    failing: bool = False
+    failures: int = 0  # runs failed in a row
+    failing_since: Optional[float] = None
+    failure_emailed: Optional[float] = None
+    last_error: str = ""
+    last_success: Optional[float] = None
+    newest_complete: Optional[str] = None  # the newest complete set's id
+    newest_set_time: Optional[float] = None
+    max_age: Optional[int] = None
+    max_age_for: Optional[str] = None  # "schedule|notify.max_age" that max_age was computed for
+    stale: bool = False
+    stale_since: Optional[float] = None
+    stale_emailed: Optional[float] = None
+    last_check: Optional[LastCheck] = None
+    watches: Dict[str, Watch] = field(default_factory=dict)  # "standby", "destination:NAME"
+    destinations: Dict[str, SeenDestination] = field(default_factory=dict)
+    destinations_checked: Optional[float] = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> NotifyState:
+        return _typed_record(cls, data)
+
+
+def notify_state(folder: Path) -> Optional[NotifyState]:
+    """The saved state, or None when there is none yet (or it is not a JSON object)."""
     data = read_json(folder / NOTIFY)
-    return data if isinstance(data, dict) else None
+    return NotifyState.from_json(data) if isinstance(data, dict) else None
 
 
-def save_notify_state(folder: Path, data: Dict[str, Any]) -> None:
-    write_json(folder / NOTIFY, data)
+def save_notify_state(folder: Path, data: NotifyState) -> None:
+    write_json(folder / NOTIFY, asdict(data))
+
+
+Record = TypeVar("Record")
+_WRONG = object()  # a JSON value that is not of its field's type
+
+
+def _typed_record(cls: Type[Record], data: Any) -> Record:
+    """A dataclass from a JSON object that any version may have written (or a hand):
+    unknown keys are dropped, a missing or wrong-typed value leaves the field's default."""
+    data = data if isinstance(data, dict) else {}
+    hints = get_type_hints(cls)
+    read = {name: _typed_value(data[name], hints[name]) for name in hints if name in data}
+    return cls(**{name: value for name, value in read.items() if value is not _WRONG})
+
+
+def _typed_value(value: Any, hint: Any) -> Any:
+    """`value` if it is of the type `hint` (a JSON scalar, a dict, a dataclass, or an
+    Optional of one), made typed where it holds dataclasses; else _WRONG."""
+    if get_origin(hint) is Union:  # Optional[X]
+        if value is None:
+            return None
+        hint = get_args(hint)[0]
+    if is_dataclass(hint):
+        return _typed_record(hint, value) if isinstance(value, dict) else _WRONG
+    if get_origin(hint) is dict:
+        return _typed_dict(value, get_args(hint)[1])
+    if isinstance(value, bool) and hint is not bool:
+        return _WRONG  # JSON's true is no number
+    return value if isinstance(value, (int, float) if hint is float else hint) else _WRONG
+
+
+def _typed_dict(value: Any, item_hint: Any) -> Any:
+    if not isinstance(value, dict):
+        return _WRONG
+    if item_hint is Any:
+        return value
+    items = {key: _typed_value(item, item_hint) for key, item in value.items()}
+    return {key: item for key, item in items.items() if item is not _WRONG}
 
 
 # ---------------------------------------------------------------- daemon heartbeat

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
+from shipper.core.state import NotifyState
+
 COMPLETE = "complete"
 PARTIAL = "partial"
 FAILED = "failed"
@@ -21,7 +23,7 @@ class Event:
     outcome: Optional[Dict[str, Any]] = None
     subject: str = ""
     body: Optional[str] = None
-    state: Optional[Dict[str, Any]] = None
+    state: Optional[NotifyState] = None
     about: str = (
         ""  # failing and recovery of a watch (notify/watches.py): "standby", "destination:NAME"
     )

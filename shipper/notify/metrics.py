@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 from shipper.core import sets
 from shipper.core import state as state_files
 from shipper.core.config import Config
+from shipper.core.state import NotifyState, SeenDestination
 from shipper.notify.event import COMPLETE, STATUSES, Event
 
 log = logging.getLogger("shipper.notify")
@@ -33,7 +34,7 @@ def send(cfg: Config, event: Event) -> bool:
     return True
 
 
-def metrics_text(cfg: Config, state: Dict[str, Any], at: Optional[float] = None) -> str:
+def metrics_text(cfg: Config, state: NotifyState, at: Optional[float] = None) -> str:
     """The Prometheus textfile: only what this host knows (a slave makes no runs)."""
     at = time.time() if at is None else at
     out: List[str] = []
@@ -51,7 +52,7 @@ def metrics_text(cfg: Config, state: Dict[str, Any], at: Optional[float] = None)
 
     host = _label(cfg.hostname)
     gauge("shipper_info", "This host's role; always 1.", 1, f'{{role="{cfg.role}",host="{host}"}}')
-    run = state.get("last_run")
+    run = state.last_run
     if run:
         gauge(
             "shipper_last_run_timestamp_seconds",
@@ -81,16 +82,16 @@ def metrics_text(cfg: Config, state: Dict[str, Any], at: Optional[float] = None)
         gauge(
             "shipper_consecutive_failures",
             "Runs that failed in a row.",
-            int(state.get("failures") or 0),
+            state.failures,
         )
     gauge(
         "shipper_last_success_timestamp_seconds",
         "When the last complete set was made (Unix time).",
-        state.get("last_success"),
+        state.last_success,
     )
-    newest = state.get("newest_set_time")
-    if newest is None and state.get("newest_complete"):
-        newest = _set_time(state["newest_complete"])
+    newest = state.newest_set_time
+    if newest is None and state.newest_complete:
+        newest = _set_time(state.newest_complete)
     gauge(
         "shipper_newest_set_timestamp_seconds",
         "Time of the newest complete set (Unix time).",
@@ -102,19 +103,19 @@ def metrics_text(cfg: Config, state: Dict[str, Any], at: Optional[float] = None)
             "Age of the newest complete set when this file was written.",
             max(0.0, at - newest),
         )
-    check = state.get("last_check")
+    check = state.last_check
     if check:
         gauge(
             "shipper_last_check_timestamp_seconds",
             "When `shipper check` last ran (Unix time).",
-            check["at"],
+            check.at,
         )
         gauge(
             "shipper_last_check_success",
             "1 if the last `shipper check` found no problem.",
-            int(check["ok"]),
+            int(check.ok),
         )
-    max_age = state.get("max_age")
+    max_age = state.max_age
     if max_age:
         gauge(
             "shipper_max_age_seconds", "Age after which the newest complete set is stale.", max_age
@@ -123,7 +124,7 @@ def metrics_text(cfg: Config, state: Dict[str, Any], at: Optional[float] = None)
         gauge("shipper_stale", "1 if the newest complete set is older than max_age.", int(stale))
     if cfg.standby.enabled:
         out += standby_lines(cfg, at)
-    out += destination_lines(state.get("destinations") or {}, at)
+    out += destination_lines(state.destinations, at)
     return "\n".join(out) + "\n"
 
 
@@ -161,24 +162,24 @@ def standby_lines(cfg: Config, at: float) -> List[str]:
     return out
 
 
-def destination_lines(seen: Dict[str, Any], at: float) -> List[str]:
+def destination_lines(seen: Dict[str, SeenDestination], at: float) -> List[str]:
     """Per copy destination (notify/watches.py): its newest complete set's age, reachable."""
     names = sorted(seen)
+    dated = [(name, seen[name].newest_set_time) for name in names]
     ages = [
         f'shipper_destination_newest_set_age_seconds{{destination="{_label(name)}"}} '
-        + _number(max(0.0, at - float(seen[name]["newest_set_time"])))
-        for name in names
-        if seen[name].get("newest_set_time") is not None
+        + _number(max(0.0, at - float(when)))
+        for name, when in dated
+        if when is not None
     ]
     times = [
         f'shipper_destination_newest_set_timestamp_seconds{{destination="{_label(name)}"}} '
-        + _number(float(seen[name]["newest_set_time"]))
-        for name in names
-        if seen[name].get("newest_set_time") is not None
+        + _number(float(when))
+        for name, when in dated
+        if when is not None
     ]
     reachable = [
-        f'shipper_destination_reachable{{destination="{_label(name)}"}} '
-        f"{int(bool(seen[name].get('reachable')))}"
+        f'shipper_destination_reachable{{destination="{_label(name)}"}} {int(seen[name].reachable)}'
         for name in names
     ]
     return (

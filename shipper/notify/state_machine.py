@@ -16,13 +16,14 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional
 
 from shipper.core import sets
 from shipper.core.config import Config
 from shipper.core.cron import describe_duration, max_age
 from shipper.core.errors import LockHeld
+from shipper.core.state import LastCheck, NotifyState
 from shipper.notify import watches
 from shipper.notify.channels import send
 from shipper.notify.event import COMPLETE, FAILED, INTERRUPTED, PARTIAL, Event
@@ -80,44 +81,49 @@ def _outcome(report: RunReport, status: str, error: str) -> Dict[str, Any]:
 def finish(cfg: Config, outcome: Dict[str, Any]) -> None:
     """Tell everyone configured how a run ended, and remember it."""
     state = load_state(cfg)
-    previous_failing = bool(state.get("failing"))
+    previous_failing = state.failing
     ok = outcome["status"] == COMPLETE
     send(cfg, Event("success" if ok else "failure", outcome=outcome))
     if outcome["status"] == INTERRUPTED:
-        state["last_run"] = outcome
+        state.last_run = outcome
         save_state(cfg, state)
         return
     if ok:
         if previous_failing:
             _email_recovery(cfg, state, outcome)
-        state.update(
-            failing=False, failing_since=None, failures=0, failure_emailed=None, last_error=""
+        state = replace(
+            state,
+            failing=False,
+            failing_since=None,
+            failures=0,
+            failure_emailed=None,
+            last_error="",
         )
-        state["last_success"] = outcome["ended"]
-        state["newest_complete"] = outcome["set"]
-        state["newest_set_time"] = _set_time(outcome["set"] or "")
+        state.last_success = outcome["ended"]
+        state.newest_complete = outcome["set"]
+        state.newest_set_time = _set_time(outcome["set"] or "")
     else:
         if not previous_failing:
-            state.update(failing=True, failing_since=outcome["started"], failures=0)
-        state["failures"] = int(state.get("failures") or 0) + 1
+            state = replace(state, failing=True, failing_since=outcome["started"], failures=0)
+        state.failures += 1
         if _should_repeat(cfg, state, outcome["error"]):
             _email_failure(cfg, state, outcome)
-            state["failure_emailed"] = time.time()
-        state["last_error"] = outcome["error"]
-    state["last_run"] = outcome
-    state["max_age"] = _remembered_max_age(cfg, state)
+            state.failure_emailed = time.time()
+        state.last_error = outcome["error"]
+    state.last_run = outcome
+    state.max_age = _remembered_max_age(cfg, state)
     save_state(cfg, state)
 
 
-def _should_repeat(cfg: Config, state: Dict[str, Any], error: str) -> bool:
-    emailed = state.get("failure_emailed")
-    if emailed is None or error != state.get("last_error"):
+def _should_repeat(cfg: Config, state: NotifyState, error: str) -> bool:
+    emailed = state.failure_emailed
+    if emailed is None or error != state.last_error:
         return True
     repeat = cfg.notify.repeat_after
-    return repeat is not None and time.time() - float(emailed) >= repeat
+    return repeat is not None and time.time() - emailed >= repeat
 
 
-def _email_failure(cfg: Config, state: Dict[str, Any], outcome: Dict[str, Any]) -> None:
+def _email_failure(cfg: Config, state: NotifyState, outcome: Dict[str, Any]) -> None:
     partial = outcome["status"] == PARTIAL
     subject = f"set {outcome['set']} is partial" if partial else "snapshot failed"
     lines = [
@@ -139,14 +145,14 @@ def _email_failure(cfg: Config, state: Dict[str, Any], outcome: Dict[str, Any]) 
     send(cfg, Event("failing", subject=subject, body="\n".join(lines)))
 
 
-def _failing_lines(cfg: Config, state: Dict[str, Any]) -> List[str]:
+def _failing_lines(cfg: Config, state: NotifyState) -> List[str]:
     lines = []
-    failures = int(state.get("failures") or 1)
-    if failures > 1 and state.get("failing_since"):
+    failures = state.failures or 1
+    if failures > 1 and state.failing_since:
         lines.append(
-            f"Runs have failed {failures} times in a row since {_when(state['failing_since'])}."
+            f"Runs have failed {failures} times in a row since {_when(state.failing_since)}."
         )
-    newest = state.get("newest_complete")
+    newest = state.newest_complete
     if newest:
         age = _set_age(newest)
         if age is not None:
@@ -158,16 +164,16 @@ def _failing_lines(cfg: Config, state: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def _email_recovery(cfg: Config, state: Dict[str, Any], outcome: Dict[str, Any]) -> None:
-    failures = int(state.get("failures") or 1)
-    since = state.get("failing_since")
+def _email_recovery(cfg: Config, state: NotifyState, outcome: Dict[str, Any]) -> None:
+    failures = state.failures or 1
+    since = state.failing_since
     lines = [
         f"Snapshots work again on {cfg.hostname}: set {outcome['set']} is complete "
         f"({_duration(outcome['duration'])}, {outcome['bytes_added']} bytes added).",
         "",
         f"Runs had failed {failures} time{'s' if failures != 1 else ''}"
         + (f" since {_when(since)}" if since else "")
-        + f"; the last error was: {state.get('last_error') or '(none given)'}",
+        + f"; the last error was: {state.last_error or '(none given)'}",
     ]
     send(cfg, Event("recovery", subject="snapshots work again", body="\n".join(lines)))
 
@@ -193,27 +199,25 @@ def watch_staleness(
         stale = age > max_age
     else:
         stale = no_set_since is None or time.time() - no_set_since.timestamp() > max_age
-    was_stale = bool(state.get("stale"))
-    state["newest_set_time"] = newest.timestamp() if newest else None
-    state["max_age"] = max_age
+    was_stale = state.stale
+    state.newest_set_time = newest.timestamp() if newest else None
+    state.max_age = max_age
     if stale:
-        emailed = state.get("stale_emailed")
+        emailed = state.stale_emailed
         repeat = cfg.notify.repeat_after
         if not was_stale:
-            state["stale_since"] = time.time()
-        if not was_stale or (
-            emailed and repeat is not None and time.time() - float(emailed) >= repeat
-        ):
+            state.stale_since = time.time()
+        if not was_stale or (emailed and repeat is not None and time.time() - emailed >= repeat):
             _email_stale(cfg, age, max_age)
-            state["stale_emailed"] = time.time()
+            state.stale_emailed = time.time()
     elif was_stale:
         body = (
             f"The newest complete set on {cfg.hostname} is {_duration(age or 0)} old again "
             f"(max_age {_duration(max_age)}): the spare is up to date."
         )
         send(cfg, Event("fresh", subject="the spare is up to date again", body=body))
-        state.update(stale_since=None, stale_emailed=None)
-    state["stale"] = stale
+        state.stale_since = state.stale_emailed = None
+    state.stale = stale
     save_state(cfg, state)
     if cfg.destinations:  # the slave's daemon: the copies' destinations too, now and then
         watches.check_destinations(cfg, every=watches.DESTINATION_EVERY)
@@ -243,7 +247,7 @@ def _email_stale(cfg: Config, age: Optional[float], max_age: int) -> None:
 def record_check(cfg: Config, ok: bool, at: float) -> None:
     """Remember the last `shipper check` for the metrics file."""
     state = load_state(cfg)
-    state["last_check"] = {"at": at, "ok": ok}
+    state.last_check = LastCheck(at=at, ok=ok)
     save_state(cfg, state)
 
 
@@ -263,14 +267,14 @@ def _when(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(float(timestamp)).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-def _remembered_max_age(cfg: Config, state: Dict[str, Any]) -> Optional[int]:
+def _remembered_max_age(cfg: Config, state: NotifyState) -> Optional[int]:
     """max_age, computed once per schedule: walking eight days of cron slots
     costs about 0.1 s, which an unchanged set cannot afford on every run."""
     key = f"{cfg.schedule}|{cfg.notify.max_age}"
-    if state.get("max_age_for") != key or not state.get("max_age"):
-        state["max_age_for"] = key
+    if state.max_age_for != key or not state.max_age:
+        state.max_age_for = key
         return _max_age(cfg)
-    return state["max_age"]
+    return state.max_age
 
 
 def _max_age(cfg: Config) -> Optional[int]:

@@ -274,7 +274,7 @@ def _last_run(cfg: Config, report: Report) -> None:
     """From the notification state, which every run writes (even one that failed before
     it could start a set); else from the last run's record."""
     state = notify.load_state(cfg)
-    run = state.get("last_run")
+    run = state.last_run
     if not run:
         record = state_files.last_run(cfg.state)
         if record:
@@ -299,7 +299,7 @@ def _last_run(cfg: Config, report: Report) -> None:
         "duration": run.get("duration"),
         "bytes_added": run.get("bytes_added"),
         "error": run.get("error") or "",
-        "failures_in_a_row": int(state.get("failures") or 0),
+        "failures_in_a_row": state.failures,
         "vanished": _run_vanished(cfg, run.get("set")),
     }
     if run.get("status") != notify.COMPLETE:
@@ -363,7 +363,7 @@ def _age(
     newest = view.newest_complete
     source = "repository"
     if view.error and cfg.role != "slave":
-        newest = notify.load_state(cfg).get("newest_complete")
+        newest = notify.load_state(cfg).newest_complete
         source = "this server's record"
     if not newest or not sets.is_set_id(newest):
         report.data["newest_complete"] = None

@@ -19,6 +19,7 @@ from shipper.core import cron, sets
 from shipper.core import state as state_files
 from shipper.core.config import Config
 from shipper.core.cron import describe_duration
+from shipper.core.state import NotifyState, SeenDestination, Watch
 from shipper.notify import destination_status
 from shipper.notify.channels import send
 from shipper.notify.event import Event
@@ -32,7 +33,7 @@ DESTINATION_EVERY = 900  # seconds between two looks at the destinations from th
 
 def track(
     cfg: Config,
-    state: Dict[str, Any],
+    state: NotifyState,
     key: str,
     error: str,
     subject: str,
@@ -45,36 +46,34 @@ def track(
     to judge whether the error changed; the error itself by default.
     """
     cause = cause or error
-    watches = state.setdefault("watches", {})
-    entry = watches.get(key) or {}
-    was_failing = bool(entry.get("failing"))
+    entry = state.watches.get(key) or Watch()
+    was_failing = entry.failing
     now = time.time()
     if error:
         if not was_failing:
-            entry = {"failing": True, "since": now, "count": 0}
-        entry["count"] = int(entry.get("count") or 0) + 1
+            entry = Watch(failing=True, since=now)
+        entry.count += 1
         repeat = cfg.notify.repeat_after
-        emailed = entry.get("emailed")
         if (
-            emailed is None
-            or cause != entry.get("cause", entry.get("error"))
-            or (repeat is not None and now - float(emailed) >= repeat)
+            entry.emailed is None
+            or cause != (entry.cause or entry.error)  # a watch saved before `cause` has none
+            or (repeat is not None and now - entry.emailed >= repeat)
         ):
             body = [*lines, "", f"Error: {error}"]
             send(cfg, Event("failing", subject=subject, body="\n".join(body), about=key))
-            entry["emailed"] = now
-        entry["error"], entry["cause"] = error, cause
+            entry.emailed = now
+        entry.error, entry.cause = error, cause
     elif was_failing:
-        since = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(float(entry["since"])))
+        since = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(entry.since))
         body = [
             *lines,
             "",
-            f"It had failed {entry.get('count', 1)} time(s) since {since}; "
-            f"the last error was: {entry.get('error') or '(none given)'}",
+            f"It had failed {entry.count or 1} time(s) since {since}; "
+            f"the last error was: {entry.error or '(none given)'}",
         ]
         send(cfg, Event("recovery", subject=subject, body="\n".join(body), about=key))
-        entry = {"failing": False}
-    watches[key] = entry
+        entry = Watch()
+    state.watches[key] = entry
 
 
 # ---------------------------------------------------------------- the standby
@@ -110,14 +109,14 @@ def watch_destinations(cfg: Config, views: List[Any], crit_at: int, at: float) -
     """The destination views of status (notify/destination_status.py): each one's gauges,
     and a stale one told once (same threshold as status: past max_age, or no set)."""
     state = load_state(cfg)
-    seen = state.setdefault("destinations", {})
+    seen = state.destinations
     for view in views:
-        entry = seen.get(view.name) or {}
-        entry["reachable"] = view.error is None
+        entry = seen.get(view.name) or SeenDestination()
+        entry.reachable = view.error is None
         if view.newest:
-            entry["newest_set_time"] = sets.id_time(view.newest).timestamp()
-        newest = entry.get("newest_set_time")
-        age = None if newest is None else max(0.0, at - float(newest))
+            entry.newest_set_time = sets.id_time(view.newest).timestamp()
+        newest = entry.newest_set_time
+        age = None if newest is None else max(0.0, at - newest)
         seen[view.name] = entry
         error, cause = "", "stale"
         if age is None:  # looked at after a snapshot: the primary has a set, this one none
@@ -141,7 +140,7 @@ def watch_destinations(cfg: Config, views: List[Any], crit_at: int, at: float) -
         track(cfg, state, f"destination:{view.name}", error, subject, lines, cause)
     for gone in set(seen) - {view.name for view in views}:
         seen.pop(gone)
-    state["destinations_checked"] = at
+    state.destinations_checked = at
     save_state(cfg, state)
 
 
@@ -153,8 +152,8 @@ def check_destinations(
     that many seconds old."""
     if not cfg.destinations:
         return
-    last = load_state(cfg).get("destinations_checked")
-    if every is not None and last is not None and time.time() - float(last) < every:
+    last = load_state(cfg).destinations_checked
+    if every is not None and last is not None and time.time() - last < every:
         return
     try:
         crit_at = cron.max_age(cfg)

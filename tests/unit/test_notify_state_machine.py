@@ -6,6 +6,7 @@ from typing import List
 
 import pytest
 
+from shipper.core.state import NotifyState
 from shipper.notify import channels, state_machine
 from shipper.notify.event import Event
 
@@ -35,20 +36,20 @@ def test_failure_repeat_then_recovery(make_config, told) -> None:
     told.clear()
     state_machine.finish(cfg, outcome("failed", "disk full"))
     assert names(told) == ["failure", "state"]  # the same error is not emailed again
-    assert told[-1].state["failures"] == 2
+    assert told[-1].state is not None and told[-1].state.failures == 2
 
     told.clear()
     state_machine.finish(cfg, outcome("complete"))
     assert names(told) == ["success", "recovery", "state"]
     saved = state_machine.load_state(cfg)
-    assert saved["failing"] is False and saved["newest_complete"] == "20261125T163000Z"
+    assert saved.failing is False and saved.newest_complete == "20261125T163000Z"
 
 
 def test_an_interrupted_run_is_remembered_but_not_a_failure(make_config, told) -> None:
     cfg = make_config()
     state_machine.finish(cfg, outcome("interrupted", "interrupted"))
     assert names(told) == ["failure", "state"]
-    assert not state_machine.load_state(cfg).get("failing")
+    assert not state_machine.load_state(cfg).failing
 
 
 def test_a_lifecycle_tells_start_and_end(make_config, told) -> None:
@@ -75,7 +76,7 @@ def test_every_channel_takes_only_what_it_can_use(make_config, monkeypatch) -> N
     from shipper.notify import email, metrics, webhook
 
     cfg = make_config()
-    assert not email.send(cfg, Event("state", state={}))
+    assert not email.send(cfg, Event("state", state=NotifyState()))
     assert not webhook.send(cfg, Event("recovery", subject="s", body="b"))
-    assert not metrics.send(cfg, Event("state", state={}))  # no metrics_file configured
+    assert not metrics.send(cfg, Event("state", state=NotifyState()))  # no metrics_file configured
     assert list(channels.CHANNELS) == ["webhook", "email", "metrics"]

@@ -116,7 +116,7 @@ def test_destination_gauges_carry_the_destination_label(make_config, told) -> No
     now = time.time()
     gone = DestinationView("cold", "local", error="no such folder")
     watches.watch_destinations(cfg, [view("offsite", 120), gone], 3600, now)
-    text = metrics.metrics_text(cfg, told[-1].state or {}, at=now)
+    text = metrics.metrics_text(cfg, told[-1].state or state.NotifyState(), at=now)
     assert 'shipper_destination_newest_set_age_seconds{destination="offsite"} 1' in text
     assert 'shipper_destination_reachable{destination="offsite"} 1' in text
     assert 'shipper_destination_newest_set_timestamp_seconds{destination="offsite"} 1' in text
