@@ -47,7 +47,7 @@ class Repository:
 
 
 class Destination:
-    """One place sets go. A kind implements the four questions below.
+    """One place sets go. A kind answers the questions below that concern it.
 
     cfg is the loaded config (core.config.Config); url the repository URL or path.
     """
