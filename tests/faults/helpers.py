@@ -52,7 +52,11 @@ def descendants(pid: int) -> List[int]:
         current = todo.pop()
         children: List[str] = []
         # Go programs (restic) start children from any of their threads.
-        for task in Path(f"/proc/{current}/task").glob("*"):
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:  # it ended between the parent's listing and now
+            continue
+        for task in tasks:
             try:
                 children += (task / "children").read_text().split()
             except OSError:
