@@ -26,22 +26,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import (
-    Any,
-    Dict,
-    List,
-    Optional,
-    Type,
-    TypeVar,
-    Union,
-    get_args,
-    get_origin,
-    get_type_hints,
-)
+from typing import Any, Dict, List, Optional
 
-from shipper.core import sets
+from shipper.core import records, sets
 from shipper.core.files import replace_file
 
 LAST_RUN = "last-run.json"
@@ -184,7 +173,7 @@ class NotifyState:
 
     @classmethod
     def from_json(cls, data: Any) -> NotifyState:
-        return _typed_record(cls, data)
+        return records.typed_record(cls, data)
 
 
 def notify_state(folder: Path) -> Optional[NotifyState]:
@@ -195,44 +184,6 @@ def notify_state(folder: Path) -> Optional[NotifyState]:
 
 def save_notify_state(folder: Path, data: NotifyState) -> None:
     write_json(folder / NOTIFY, asdict(data))
-
-
-Record = TypeVar("Record")
-_WRONG = object()  # a JSON value that is not of its field's type
-
-
-def _typed_record(cls: Type[Record], data: Any) -> Record:
-    """A dataclass from a JSON object that any version may have written (or a hand):
-    unknown keys are dropped, a missing or wrong-typed value leaves the field's default."""
-    data = data if isinstance(data, dict) else {}
-    hints = get_type_hints(cls)
-    read = {name: _typed_value(data[name], hints[name]) for name in hints if name in data}
-    return cls(**{name: value for name, value in read.items() if value is not _WRONG})
-
-
-def _typed_value(value: Any, hint: Any) -> Any:
-    """`value` if it is of the type `hint` (a JSON scalar, a dict, a dataclass, or an
-    Optional of one), made typed where it holds dataclasses; else _WRONG."""
-    if get_origin(hint) is Union:  # Optional[X]
-        if value is None:
-            return None
-        hint = get_args(hint)[0]
-    if is_dataclass(hint):
-        return _typed_record(hint, value) if isinstance(value, dict) else _WRONG
-    if get_origin(hint) is dict:
-        return _typed_dict(value, get_args(hint)[1])
-    if isinstance(value, bool) and hint is not bool:
-        return _WRONG  # JSON's true is no number
-    return value if isinstance(value, (int, float) if hint is float else hint) else _WRONG
-
-
-def _typed_dict(value: Any, item_hint: Any) -> Any:
-    if not isinstance(value, dict):
-        return _WRONG
-    if item_hint is Any:
-        return value
-    items = {key: _typed_value(item, item_hint) for key, item in value.items()}
-    return {key: item for key, item in items.items() if item is not _WRONG}
 
 
 # ---------------------------------------------------------------- daemon heartbeat
@@ -412,11 +363,7 @@ class StandbyRecord:
 
 
 def standby_record(folder: Path) -> StandbyRecord:
-    data = read_json(folder / STANDBY)
-    if not isinstance(data, dict):
-        return StandbyRecord()
-    known = {name: data[name] for name in StandbyRecord.__dataclass_fields__ if name in data}
-    return StandbyRecord(**known)
+    return records.typed_record(StandbyRecord, read_json(folder / STANDBY))
 
 
 def save_standby(folder: Path, record: StandbyRecord) -> None:
@@ -444,10 +391,7 @@ class Speeds:
 
 
 def speeds(folder: Path) -> Speeds:
-    data = read_json(folder / SPEEDS)
-    if not isinstance(data, dict):
-        return Speeds()
-    return Speeds(**{name: data[name] for name in Speeds.__dataclass_fields__ if name in data})
+    return records.typed_record(Speeds, read_json(folder / SPEEDS))
 
 
 def save_speeds(folder: Path, record: Speeds) -> None:
@@ -483,15 +427,7 @@ def copy_record_path(folder: Path, name: str) -> Path:
 
 
 def copy_record(folder: Path, name: str) -> CopyRecord:
-    data = read_json(copy_record_path(folder, name))
-    if not isinstance(data, dict):
-        return CopyRecord()
-    known = {key: data[key] for key in CopyRecord.__dataclass_fields__ if key in data}
-    try:
-        record = CopyRecord(**known)
-    except TypeError:
-        return CopyRecord()
-    return record if isinstance(record.snapshots, list) else CopyRecord()
+    return records.whole_record(CopyRecord, read_json(copy_record_path(folder, name)))
 
 
 def save_copy_record(folder: Path, name: str, record: CopyRecord) -> None:

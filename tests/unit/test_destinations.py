@@ -364,6 +364,10 @@ def test_the_copy_record_reads_back_and_a_bad_file_is_no_record(tmp_path) -> Non
     (tmp_path / "copies" / "spare.json").write_text('{"snapshots": 3, "ok": true}')
     assert state.copy_record(tmp_path, "spare") == state.CopyRecord()
     assert state.copy_record(tmp_path, "other") == state.CopyRecord()
+    # One damaged value and the record vouches for nothing: the next copy lists both sides.
+    damaged = '{"url": "u", "through": "20261203T100000Z", "snapshots": ["a", 7], "ok": true}'
+    (tmp_path / "copies" / "spare.json").write_text(damaged)
+    assert state.copy_record(tmp_path, "spare") == state.CopyRecord()
 
 
 def test_restic_copy_output_names_the_snapshots_it_copied() -> None:
