@@ -9,7 +9,7 @@ one would vouch for something wrongly.
 from __future__ import annotations
 
 from dataclasses import is_dataclass
-from typing import Any, Type, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Dict, Type, TypeVar, Union, get_args, get_origin, get_type_hints
 
 Record = TypeVar("Record")
 _WRONG = object()  # a JSON value that is not of its field's type
@@ -18,21 +18,22 @@ _WRONG = object()  # a JSON value that is not of its field's type
 def typed_record(cls: Type[Record], data: Any) -> Record:
     """A dataclass from a JSON object that any version may have written (or a hand):
     unknown keys are dropped, a missing or wrong-typed value leaves the field's default."""
-    data = data if isinstance(data, dict) else {}
-    hints = get_type_hints(cls)
-    read = {name: _typed_value(data[name], hints[name]) for name in hints if name in data}
+    read = _fields(cls, data)
     return cls(**{name: value for name, value in read.items() if value is not _WRONG})
 
 
 def whole_record(cls: Type[Record], data: Any) -> Record:
     """Like typed_record, but one wrong-typed value gives the empty record: for a record
     that vouches for something, where half of it would vouch wrongly."""
-    record = typed_record(cls, data)
-    damaged = isinstance(data, dict) and any(
-        name in data and _typed_value(data[name], hint) is _WRONG
-        for name, hint in get_type_hints(cls).items()
-    )
-    return cls() if damaged else record
+    read = _fields(cls, data)
+    return cls() if any(value is _WRONG for value in read.values()) else cls(**read)
+
+
+def _fields(cls: type, data: Any) -> Dict[str, Any]:
+    """The record's fields that `data` holds, each typed or _WRONG."""
+    data = data if isinstance(data, dict) else {}
+    hints = get_type_hints(cls)
+    return {name: _typed_value(data[name], hints[name]) for name in hints if name in data}
 
 
 def _typed_value(value: Any, hint: Any) -> Any:

@@ -16,7 +16,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional
 
 from shipper.core import sets
@@ -91,20 +91,14 @@ def finish(cfg: Config, outcome: Dict[str, Any]) -> None:
     if ok:
         if previous_failing:
             _email_recovery(cfg, state, outcome)
-        state = replace(
-            state,
-            failing=False,
-            failing_since=None,
-            failures=0,
-            failure_emailed=None,
-            last_error="",
-        )
+        state.failing, state.failing_since, state.failures = False, None, 0
+        state.failure_emailed, state.last_error = None, ""
         state.last_success = outcome["ended"]
         state.newest_complete = outcome["set"]
         state.newest_set_time = _set_time(outcome["set"] or "")
     else:
         if not previous_failing:
-            state = replace(state, failing=True, failing_since=outcome["started"], failures=0)
+            state.failing, state.failing_since, state.failures = True, outcome["started"], 0
         state.failures += 1
         if _should_repeat(cfg, state, outcome["error"]):
             _email_failure(cfg, state, outcome)
